@@ -1,0 +1,98 @@
+package idp
+
+import (
+	"context"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
+)
+
+// SigningKey is one token-signing key. The private key is stored encrypted
+// under the key-encryption key; idp decrypts it once and keeps it in memory.
+type SigningKey struct {
+	KID string
+	// Alg is RS256, PS256 or ES256.
+	Alg string
+	// PrivateEncrypted is the sealed private key (idp's format).
+	PrivateEncrypted []byte
+	// PublicJWK is the public key as a JWK (JSON).
+	PublicJWK []byte
+	CreatedAt time.Time
+	// ActiveAt: published in JWKS from CreatedAt, signs from ActiveAt.
+	ActiveAt time.Time
+	// RetiredAt: zero while it may sign; set when a newer key takes over.
+	RetiredAt time.Time
+	// ExpiresAt: zero while needed; after it the key leaves JWKS.
+	ExpiresAt time.Time
+	// RevokedAt: zero unless revoked in an emergency (removed from JWKS at once).
+	RevokedAt time.Time
+}
+
+// ClientStore persists relying parties.
+type ClientStore interface {
+	// CreateClient fails with store.ErrExists.
+	CreateClient(ctx context.Context, c *Client) error
+	// GetClient returns a *Client, or fosite.ErrNotFound. It is also
+	// fosite's ClientManager.GetClient.
+	GetClient(ctx context.Context, id string) (fosite.Client, error)
+	UpdateClient(ctx context.Context, id string, fn func(*Client) error) (*Client, error)
+	ListClients(ctx context.Context, after string, limit int) ([]*Client, error)
+}
+
+// KeyStore persists signing keys.
+type KeyStore interface {
+	CreateKey(ctx context.Context, k SigningKey) error
+	// ListKeys returns every key, oldest first.
+	ListKeys(ctx context.Context) ([]SigningKey, error)
+	UpdateKey(ctx context.Context, kid string, fn func(*SigningKey) error) (SigningKey, error)
+}
+
+// RefreshGrace lets a store honour the refresh grace period: within Grace
+// after first use, the same client may use a rotated refresh token once more.
+// Stores read it from the context key set by idp (see WithRefreshGrace).
+
+// OAuthStore is fosite's storage, implemented by store/memory and
+// store/postgres. Token rows are keyed by a hash of the token signature.
+//
+// Refresh reuse: GetRefreshTokenSession for a rotated or revoked token must
+// return the stored requester together with fosite.ErrInactiveToken (never a
+// nil requester), so fosite revokes the whole grant. Within the grace period
+// (RefreshGraceFromContext) the first re-use of a rotated token by the same
+// client is returned as active, once.
+type OAuthStore interface {
+	fosite.ClientManager
+	oauth2.AuthorizeCodeStorage
+	oauth2.AccessTokenStorage
+	oauth2.RefreshTokenStorage
+	oauth2.TokenRevocationStorage
+	pkce.PKCERequestStorage
+	openid.OpenIDConnectRequestStorage
+	fosite.PARStorage
+
+	// RevokeBySession revokes every access and refresh token whose session
+	// carries this sid (for logout); it returns how many were revoked.
+	RevokeBySession(ctx context.Context, sid string) (int, error)
+}
+
+// Store is everything idp persists.
+type Store interface {
+	ClientStore
+	KeyStore
+	OAuthStore
+}
+
+type graceKey struct{}
+
+// WithRefreshGrace tells the store the refresh grace period for this request.
+func WithRefreshGrace(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, graceKey{}, d)
+}
+
+// RefreshGraceFromContext returns the grace period set by WithRefreshGrace, or 0.
+func RefreshGraceFromContext(ctx context.Context) time.Duration {
+	d, _ := ctx.Value(graceKey{}).(time.Duration)
+	return d
+}

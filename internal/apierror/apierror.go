@@ -1,0 +1,65 @@
+// Package apierror is the one error type of nhsid's own JSON APIs (the
+// WebAuthn ceremony API, the admin API): a status, a stable code, a message
+// safe to show to the caller, and the wrapped cause for the log. Write renders
+// it in one place. OAuth/OIDC errors are fosite's and never go through here.
+package apierror
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/nhsid/nhsid/store"
+)
+
+// Error is an API error.
+type Error struct {
+	Status  int
+	Code    string // e.g. "invalid_flow"
+	Message string // safe for the client
+	Err     error  // for the log only
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Code + ": " + e.Message + ": " + e.Err.Error()
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// New returns an Error.
+func New(status int, code, message string, cause error) *Error {
+	return &Error{Status: status, Code: code, Message: message, Err: cause}
+}
+
+// Write renders err as {"error","message"} JSON. Errors that are not *Error
+// become 503 when the store is unavailable, otherwise 500 with a generic
+// message; the cause is logged, never sent.
+func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, store.ErrUnavailable) {
+			e = New(http.StatusServiceUnavailable, "temporarily_unavailable", "The service is temporarily unavailable. Try again shortly.", err)
+		} else {
+			e = New(http.StatusInternalServerError, "server_error", "Something went wrong on our side.", err)
+		}
+	}
+	if log != nil {
+		level := slog.LevelInfo
+		if e.Status >= 500 {
+			level = slog.LevelError
+		}
+		attrs := []any{"status", e.Status, "code", e.Code}
+		if e.Err != nil {
+			attrs = append(attrs, "err", e.Err.Error())
+		}
+		log.Log(r.Context(), level, "request failed", attrs...)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(e.Status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": e.Code, "message": e.Message})
+}

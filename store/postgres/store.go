@@ -1,0 +1,89 @@
+// Package postgres is the production store on PostgreSQL through pgx/v5
+// (pgxpool). It implements every storage interface that policy, authn and
+// idp declare. SQL lives only here, next to the code that runs it, and
+// driver errors are translated here into the store package's errors (and
+// fosite's, for fosite storage). The schema is in migrations/.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/nhsid/nhsid/store"
+)
+
+// Store is the PostgreSQL store.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New wraps a pool. The schema must already be migrated.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Pool returns the underlying pool (for health checks).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// querier is what both a pool and a transaction offer.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+type txKey struct{}
+
+// db returns the transaction carried by ctx (see BeginTX), or the pool.
+func (s *Store) db(ctx context.Context) querier {
+	if tx, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
+		return tx
+	}
+	return s.pool
+}
+
+// inTx runs fn in the transaction carried by ctx, or in a new one.
+func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	if tx, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
+		return fn(tx)
+	}
+	err := pgx.BeginFunc(ctx, s.pool, fn)
+	return translate(err)
+}
+
+// translate maps driver errors to the store package's errors, keeping the
+// original wrapped for the log.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: %v", store.ErrNotFound, err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505":
+			return fmt.Errorf("%w: %s", store.ErrExists, pgErr.ConstraintName)
+		case "40001", "40P01":
+			return fmt.Errorf("%w: %s", store.ErrConflict, pgErr.Code)
+		}
+		return err
+	}
+	if isConnError(err) {
+		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	}
+	return err
+}
+
+// isConnError reports whether err means the database could not be reached.
+func isConnError(err error) bool {
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return true
+	}
+	return pgconn.SafeToRetry(err) || errors.Is(err, context.DeadlineExceeded)
+}
