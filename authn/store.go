@@ -138,7 +138,8 @@ type SessionStore interface {
 // FlowStore persists sign-in flows.
 type FlowStore interface {
 	CreateFlow(ctx context.Context, f Flow) error
-	// GetFlow fails with store.ErrNotFound, also for an expired flow.
+	// GetFlow fails with store.ErrNotFound, also for a flow expired at now;
+	// a zero now returns the flow whatever its expiry.
 	GetFlow(ctx context.Context, id string, now time.Time) (Flow, error)
 	UpdateFlow(ctx context.Context, id string, fn func(*Flow) error) (Flow, error)
 	DeleteFlow(ctx context.Context, id string) error

@@ -1,0 +1,142 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/ory/fosite"
+
+	"github.com/nhsid/nhsid/idp"
+	"github.com/nhsid/nhsid/store"
+)
+
+// A client is stored as its JSON metadata plus columns for what JSON leaves
+// out (secret hashes) or what queries need (id, disabled, timestamps).
+
+const clientColumns = `id, metadata, secret_hash, rotated_secret_hashes, disabled, created_at, updated_at`
+
+func scanClient(row pgx.Row) (*idp.Client, error) {
+	var (
+		id      string
+		meta    []byte
+		c       idp.Client
+		rotated [][]byte
+	)
+	if err := row.Scan(&id, &meta, &c.SecretHash, &rotated, &c.Disabled,
+		scanTime(&c.CreatedAt), scanTime(&c.UpdatedAt)); err != nil {
+		return nil, err
+	}
+	out := new(idp.Client)
+	if err := json.Unmarshal(meta, out); err != nil {
+		return nil, fmt.Errorf("decode client metadata: %w", err)
+	}
+	out.ID = id
+	out.SecretHash = c.SecretHash
+	out.RotatedSecretHashes = noEmpty(rotated)
+	out.Disabled = c.Disabled
+	out.CreatedAt = c.CreatedAt
+	out.UpdatedAt = c.UpdatedAt
+	return out, nil
+}
+
+func clientArgs(c *idp.Client) ([]any, error) {
+	meta, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode client metadata: %w", err)
+	}
+	return []any{c.ID, meta, c.SecretHash, notNil(c.RotatedSecretHashes), c.Disabled,
+		nullTime(c.CreatedAt), nullTime(c.UpdatedAt)}, nil
+}
+
+// clientNotFound is both fosite.ErrNotFound (fosite's ClientManager
+// contract) and store.ErrNotFound.
+func clientNotFound(id string) error {
+	return fmt.Errorf("get client %q: %w (%w)", id, fosite.ErrNotFound, store.ErrNotFound)
+}
+
+// CreateClient implements idp.ClientStore.
+func (s *Store) CreateClient(ctx context.Context, c *idp.Client) error {
+	if c == nil {
+		return errors.New("create client: nil client")
+	}
+	args, err := clientArgs(c)
+	if err != nil {
+		return fmt.Errorf("create client %s: %w", c.ID, err)
+	}
+	_, err = s.db(ctx).Exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`, args...)
+	if err != nil {
+		return fmt.Errorf("create client %s: %w", c.ID, translate(err))
+	}
+	return nil
+}
+
+// GetClient implements idp.ClientStore and fosite.ClientManager: it returns
+// a *idp.Client, or an error that is both fosite.ErrNotFound and
+// store.ErrNotFound.
+func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := s.getClient(ctx, s.db(ctx), id, "")
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (s *Store) getClient(ctx context.Context, q querier, id, lock string) (*idp.Client, error) {
+	c, err := scanClient(q.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1 `+lock, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, clientNotFound(id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get client %q: %w", id, translate(err))
+	}
+	return c, nil
+}
+
+// UpdateClient implements idp.ClientStore (row locked while fn runs).
+func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*idp.Client) error) (*idp.Client, error) {
+	var c *idp.Client
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		c, err = s.getClient(ctx, tx, id, "FOR UPDATE")
+		if err != nil {
+			return fmt.Errorf("update client: %w", err)
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+		c.ID = id
+		args, err := clientArgs(c)
+		if err != nil {
+			return fmt.Errorf("update client %s: %w", id, err)
+		}
+		c, err = scanClient(tx.QueryRow(ctx, `UPDATE clients SET metadata = $2, secret_hash = $3,
+			rotated_secret_hashes = $4, disabled = $5, created_at = $6, updated_at = $7
+			WHERE id = $1 RETURNING `+clientColumns, args...))
+		if err != nil {
+			return fmt.Errorf("update client %s: %w", id, translate(err))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ListClients implements idp.ClientStore: ordered by ID after the cursor
+// (limit <= 0: no limit).
+func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]*idp.Client, error) {
+	rows, err := s.db(ctx).Query(ctx,
+		`SELECT `+clientColumns+` FROM clients WHERE id > $1 ORDER BY id LIMIT $2`, after, limitArg(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list clients: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*idp.Client, error) { return scanClient(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list clients: %w", translate(err))
+	}
+	return noEmpty(out), nil
+}

@@ -1,0 +1,154 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+
+	"github.com/nhsid/nhsid/idp"
+	"github.com/nhsid/nhsid/internal/testdb"
+)
+
+func oauthTestStore(t *testing.T) (*Store, *fosite.Request) {
+	t.Helper()
+	s := New(testdb.Pool(t))
+	c := &idp.Client{ID: "tx-client", RedirectURIs: []string{"https://rp.example/cb"}, TokenEndpointAuthMethod: "none"}
+	if err := s.CreateClient(context.Background(), c); err != nil {
+		t.Fatalf("CreateClient: %v", err)
+	}
+	req := fosite.NewRequest()
+	req.ID = "tx-request"
+	req.Client = c
+	req.Session = openid.NewDefaultSession()
+	req.Session.SetExpiresAt(fosite.AccessToken, time.Now().Add(time.Hour))
+	return s, req
+}
+
+func TestOAuthTransactions(t *testing.T) {
+	tests := []struct {
+		name    string
+		finish  func(s *Store, ctx context.Context) error
+		visible bool
+	}{
+		{"commit", (*Store).Commit, true},
+		{"rollback", (*Store).Rollback, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, req := oauthTestStore(t)
+			bg := context.Background()
+			ctx, err := s.BeginTX(bg)
+			if err != nil {
+				t.Fatalf("BeginTX: %v", err)
+			}
+			if _, err := s.BeginTX(ctx); err == nil {
+				t.Error("nested BeginTX succeeded")
+			}
+			if err := s.CreateAccessTokenSession(ctx, "at", req); err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			if _, err := s.GetAccessTokenSession(ctx, "at", openid.NewDefaultSession()); err != nil {
+				t.Fatalf("get inside tx: %v", err)
+			}
+			if _, err := s.GetAccessTokenSession(bg, "at", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
+				t.Fatalf("get outside tx before commit: %v, want ErrNotFound", err)
+			}
+			if err := tc.finish(s, ctx); err != nil {
+				t.Fatalf("finish: %v", err)
+			}
+			if err := s.Rollback(ctx); err != nil {
+				t.Errorf("rollback after finish: %v", err)
+			}
+			_, err = s.GetAccessTokenSession(bg, "at", openid.NewDefaultSession())
+			if tc.visible && err != nil {
+				t.Fatalf("get after commit: %v", err)
+			}
+			if !tc.visible && !errors.Is(err, fosite.ErrNotFound) {
+				t.Fatalf("get after rollback: %v, want ErrNotFound", err)
+			}
+		})
+	}
+
+	t.Run("no transaction", func(t *testing.T) {
+		s := &Store{}
+		if err := s.Commit(context.Background()); err == nil {
+			t.Error("Commit without a transaction succeeded")
+		}
+		if err := s.Rollback(context.Background()); err == nil {
+			t.Error("Rollback without a transaction succeeded")
+		}
+	})
+}
+
+func TestOAuthErrorMapping(t *testing.T) {
+	s, _ := oauthTestStore(t)
+	tests := []struct {
+		code string
+		want error
+	}{
+		{"40001", fosite.ErrSerializationFailure},
+		{"40P01", fosite.ErrSerializationFailure},
+		{"23503", fosite.ErrNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.code, func(t *testing.T) {
+			_, err := s.pool.Exec(context.Background(),
+				`DO $$ BEGIN RAISE EXCEPTION 'test' USING ERRCODE = '`+tc.code+`'; END $$`)
+			if err == nil {
+				t.Fatal("no error raised")
+			}
+			if got := oauthErr("op", err); !errors.Is(got, tc.want) {
+				t.Fatalf("oauthErr = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if got := oauthErr("op", pgx.ErrNoRows); !errors.Is(got, fosite.ErrNotFound) {
+		t.Fatalf("no rows: %v", got)
+	}
+}
+
+// TestOAuthSerializableRotation: two serializable transactions rotating
+// the same refresh token; the loser gets fosite.ErrSerializationFailure,
+// which fosite answers with "retry".
+func TestOAuthSerializableRotation(t *testing.T) {
+	s, req := oauthTestStore(t)
+	bg := context.Background()
+	if err := s.CreateRefreshTokenSession(bg, "rt", "", req); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	begin := func() context.Context {
+		ctx, err := s.BeginTX(bg)
+		if err != nil {
+			t.Fatalf("BeginTX: %v", err)
+		}
+		if _, err := ctx.Value(txKey{}).(pgx.Tx).Exec(ctx, `SET TRANSACTION ISOLATION LEVEL SERIALIZABLE`); err != nil {
+			t.Fatalf("set isolation: %v", err)
+		}
+		if _, err := s.GetRefreshTokenSession(ctx, "rt", openid.NewDefaultSession()); err != nil {
+			t.Fatalf("get: %v", err)
+		}
+		return ctx
+	}
+	a, b := begin(), begin()
+	if err := s.RotateRefreshToken(a, req.ID, "rt"); err != nil {
+		t.Fatalf("rotate a: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.RotateRefreshToken(b, req.ID, "rt") }()
+	time.Sleep(50 * time.Millisecond)
+	if err := s.Commit(a); err != nil {
+		t.Fatalf("commit a: %v", err)
+	}
+	err := <-done
+	if !errors.Is(err, fosite.ErrSerializationFailure) {
+		t.Fatalf("rotate b: %v, want ErrSerializationFailure", err)
+	}
+	if err := s.Rollback(b); err != nil {
+		t.Fatalf("rollback b: %v", err)
+	}
+}

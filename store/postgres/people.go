@@ -1,0 +1,158 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/nhsid/nhsid/policy"
+)
+
+// CreateOrganisation implements policy.Store.
+func (s *Store) CreateOrganisation(ctx context.Context, o policy.Organisation) error {
+	_, err := s.db(ctx).Exec(ctx,
+		`INSERT INTO organisations (code, name, parent_code, created_at) VALUES ($1, $2, $3, $4)`,
+		o.Code, o.Name, o.ParentCode, nullTime(o.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("create organisation %s: %w", o.Code, translate(err))
+	}
+	return nil
+}
+
+const orgColumns = `code, name, parent_code, created_at`
+
+func scanOrg(row pgx.Row) (policy.Organisation, error) {
+	var o policy.Organisation
+	err := row.Scan(&o.Code, &o.Name, &o.ParentCode, scanTime(&o.CreatedAt))
+	return o, err
+}
+
+// GetOrganisation implements policy.Store.
+func (s *Store) GetOrganisation(ctx context.Context, code string) (policy.Organisation, error) {
+	o, err := scanOrg(s.db(ctx).QueryRow(ctx, `SELECT `+orgColumns+` FROM organisations WHERE code = $1`, code))
+	if err != nil {
+		return policy.Organisation{}, fmt.Errorf("get organisation %s: %w", code, translate(err))
+	}
+	return o, nil
+}
+
+// ListOrganisations implements policy.Store (limit <= 0: no limit).
+func (s *Store) ListOrganisations(ctx context.Context, after string, limit int) ([]policy.Organisation, error) {
+	rows, err := s.db(ctx).Query(ctx,
+		`SELECT `+orgColumns+` FROM organisations WHERE code > $1 ORDER BY code LIMIT $2`, after, limitArg(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list organisations: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (policy.Organisation, error) { return scanOrg(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list organisations: %w", translate(err))
+	}
+	return noEmpty(out), nil
+}
+
+const personColumns = `uid, title, given_name, middle_names, family_name, display_name, email,
+	id_assurance_level, registrations, status, created_at, updated_at`
+
+func scanPerson(row pgx.Row) (policy.Person, error) {
+	var p policy.Person
+	var regs []byte
+	err := row.Scan(&p.UID, &p.Title, &p.GivenName, &p.MiddleNames, &p.FamilyName, &p.DisplayName, &p.Email,
+		&p.IDAssuranceLevel, &regs, &p.Status, scanTime(&p.CreatedAt), scanTime(&p.UpdatedAt))
+	if err != nil {
+		return policy.Person{}, err
+	}
+	if err := json.Unmarshal(regs, &p.Registrations); err != nil {
+		return policy.Person{}, fmt.Errorf("decode registrations: %w", err)
+	}
+	if len(p.Registrations) == 0 {
+		p.Registrations = nil
+	}
+	return p, nil
+}
+
+func registrationsArg(m map[string]string) ([]byte, error) {
+	if len(m) == 0 {
+		return []byte(`{}`), nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode registrations: %w", err)
+	}
+	return b, nil
+}
+
+// CreatePerson implements policy.Store.
+func (s *Store) CreatePerson(ctx context.Context, p policy.Person) error {
+	regs, err := registrationsArg(p.Registrations)
+	if err != nil {
+		return fmt.Errorf("create person %s: %w", p.UID, err)
+	}
+	_, err = s.db(ctx).Exec(ctx, `INSERT INTO people (`+personColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		p.UID, p.Title, p.GivenName, p.MiddleNames, p.FamilyName, p.DisplayName, p.Email,
+		p.IDAssuranceLevel, regs, p.Status, nullTime(p.CreatedAt), nullTime(p.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("create person %s: %w", p.UID, translate(err))
+	}
+	return nil
+}
+
+// GetPerson implements policy.Store.
+func (s *Store) GetPerson(ctx context.Context, uid string) (policy.Person, error) {
+	p, err := scanPerson(s.db(ctx).QueryRow(ctx, `SELECT `+personColumns+` FROM people WHERE uid = $1`, uid))
+	if err != nil {
+		return policy.Person{}, fmt.Errorf("get person %s: %w", uid, translate(err))
+	}
+	return p, nil
+}
+
+// UpdatePerson implements policy.Store: the row is locked (FOR UPDATE)
+// while fn runs, so concurrent updates never lose each other's changes.
+func (s *Store) UpdatePerson(ctx context.Context, uid string, fn func(*policy.Person) error) (policy.Person, error) {
+	var p policy.Person
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		p, err = scanPerson(tx.QueryRow(ctx, `SELECT `+personColumns+` FROM people WHERE uid = $1 FOR UPDATE`, uid))
+		if err != nil {
+			return fmt.Errorf("update person %s: %w", uid, translate(err))
+		}
+		if err := fn(&p); err != nil {
+			return err
+		}
+		p.UID = uid
+		regs, err := registrationsArg(p.Registrations)
+		if err != nil {
+			return fmt.Errorf("update person %s: %w", uid, err)
+		}
+		p, err = scanPerson(tx.QueryRow(ctx, `UPDATE people SET title = $2, given_name = $3, middle_names = $4,
+			family_name = $5, display_name = $6, email = $7, id_assurance_level = $8,
+			registrations = $9, status = $10, created_at = $11, updated_at = $12
+			WHERE uid = $1 RETURNING `+personColumns,
+			uid, p.Title, p.GivenName, p.MiddleNames, p.FamilyName, p.DisplayName, p.Email,
+			p.IDAssuranceLevel, regs, p.Status, nullTime(p.CreatedAt), nullTime(p.UpdatedAt)))
+		if err != nil {
+			return fmt.Errorf("update person %s: %w", uid, translate(err))
+		}
+		return nil
+	})
+	if err != nil {
+		return policy.Person{}, err
+	}
+	return p, nil
+}
+
+// ListPeople implements policy.Store (limit <= 0: no limit).
+func (s *Store) ListPeople(ctx context.Context, after string, limit int) ([]policy.Person, error) {
+	rows, err := s.db(ctx).Query(ctx,
+		`SELECT `+personColumns+` FROM people WHERE uid > $1 ORDER BY uid LIMIT $2`, after, limitArg(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list people: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (policy.Person, error) { return scanPerson(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list people: %w", translate(err))
+	}
+	return noEmpty(out), nil
+}
