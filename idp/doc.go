@@ -6,5 +6,18 @@
 // acr/amr, per-client rules, refresh grace, keys).
 //
 // It declares the Store it needs (clients, keys and fosite's token storage);
-// store/memory and store/postgres implement it.
+// store/memory and store/postgres implement it. It declares Authenticator,
+// which authn.Service implements; cmd/nhsid wires them together.
+//
+//	GET /oauth2/authorize ── usable SSO session? ──yes──▶ issue ──▶ 302 redirect_uri?code&state&iss
+//	        │ no (or prompt=login, max_age, step-up)            ▲
+//	        ▼                                                    │
+//	Authn.StartFlow ──▶ /login?flow=ID ──(authn: WebAuthn)──▶ /oauth2/authorize/resume?flow=ID
+//	                                                            (same session SID, stored form
+//	                                                             re-parsed, original RequestedAt)
+//
+// Files: provider.go (New, Mount, token/introspect/revoke/PAR), authorize.go
+// (authorize, resume, acr), session.go (fosite session), keys.go (keys,
+// rotation, JWKS, signer), claims.go (scope claims), userinfo.go,
+// register.go (client registration, secret hasher), discovery.go.
 package idp

@@ -1,0 +1,399 @@
+package idp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/storage"
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/nhsid/nhsid/store"
+)
+
+// Paths served by the provider.
+const (
+	PathDiscovery  = "/.well-known/openid-configuration"
+	PathJWKS       = "/jwks.json"
+	PathAuthorize  = "/oauth2/authorize"
+	PathResume     = "/oauth2/authorize/resume"
+	PathToken      = "/oauth2/token"
+	PathUserinfo   = "/oauth2/userinfo"
+	PathIntrospect = "/oauth2/introspect"
+	PathRevoke     = "/oauth2/revoke"
+	PathPAR        = "/oauth2/par"
+)
+
+// parURIPrefix is the prefix of PAR request_uri values.
+const parURIPrefix = "urn:ietf:params:oauth:request_uri:"
+
+// Provider is nhsid's OpenID Connect provider.
+type Provider struct {
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	now    func() time.Time
+	oauth  *fosite.Fosite
+	fcfg   *fositeConfig
+	hasher SecretHasher
+	keys   *keySet
+	claims []ClaimSource
+
+	discovery []byte
+}
+
+// New validates cfg, composes fosite and loads (creating if needed) the
+// signing keys.
+func New(cfg Config, deps Deps) (*Provider, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("idp config: %w", err)
+	}
+	if deps.Store == nil || deps.People == nil || deps.Authn == nil {
+		return nil, errors.New("idp: Store, People and Authn are required")
+	}
+	p := &Provider{cfg: cfg, deps: deps, log: deps.Log, now: deps.Now, keys: &keySet{}, claims: deps.Claims}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if len(p.claims) == 0 {
+		p.claims = []ClaimSource{DefaultClaims{}}
+	}
+	p.hasher = SecretHasher{Pepper: cfg.SecretPepper}
+
+	fc := &fosite.Config{
+		AccessTokenLifespan:            cfg.AccessTokenTTL,
+		RefreshTokenLifespan:           cfg.RefreshTTL,
+		AuthorizeCodeLifespan:          cfg.AuthCodeTTL,
+		IDTokenLifespan:                cfg.IDTokenTTL,
+		IDTokenIssuer:                  cfg.Issuer,
+		AccessTokenIssuer:              cfg.Issuer,
+		TokenURL:                       cfg.Issuer + PathToken,
+		GlobalSecret:                   cfg.GlobalSecret,
+		RotatedGlobalSecrets:           cfg.RotatedGlobalSecrets,
+		SendDebugMessagesToClients:     false,
+		ScopeStrategy:                  fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
+		EnforcePKCE:                    false,
+		EnforcePKCEForPublicClients:    true,
+		EnablePKCEPlainChallengeMethod: false,
+		// An empty slice: a client with the refresh_token grant gets a
+		// refresh token without asking for offline_access (CIS2 RPs do).
+		RefreshTokenScopes:              []string{},
+		JWTScopeClaimKey:                jwt.JWTScopeFieldString,
+		ClientSecretsHasher:             p.hasher,
+		JWKSFetcherStrategy:             fosite.NewDefaultJWKSFetcherStrategy(),
+		MinParameterEntropy:             fosite.MinParameterEntropy,
+		PushedAuthorizeRequestURIPrefix: parURIPrefix,
+		PushedAuthorizeContextLifespan:  cfg.PARTTL,
+		IsPushedAuthorizeEnforced:       false,
+		AllowedPromptValues:             []string{"login", "none", "consent", "select_account"},
+	}
+	p.fcfg = &fositeConfig{Config: fc, issuer: cfg.Issuer}
+
+	signer := keySigner{p: p}
+	hmacStrategy := compose.NewOAuth2HMACStrategy(p.fcfg)
+	strategy := &compose.CommonStrategy{
+		CoreStrategy: &tokenStrategy{
+			hmac: hmacStrategy,
+			jwt:  &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: hmacStrategy, Config: p.fcfg},
+		},
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: p.fcfg},
+		Signer:                     signer,
+	}
+	st := fositeStorage(deps.Store)
+	p.oauth = fosite.NewOAuth2Provider(st, p.fcfg)
+	for _, factory := range []compose.Factory{
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OpenIDConnectRefreshFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+		compose.OAuth2PKCEFactory,
+		compose.PushedAuthorizeHandlerFactory,
+	} {
+		res := factory(p.fcfg, st, strategy)
+		if h, ok := res.(fosite.AuthorizeEndpointHandler); ok {
+			fc.AuthorizeEndpointHandlers.Append(h)
+		}
+		if h, ok := res.(fosite.TokenEndpointHandler); ok {
+			fc.TokenEndpointHandlers.Append(h)
+		}
+		if h, ok := res.(fosite.TokenIntrospector); ok {
+			fc.TokenIntrospectionHandlers.Append(h)
+		}
+		if h, ok := res.(fosite.RevocationHandler); ok {
+			fc.RevocationHandlers.Append(h)
+		}
+		if h, ok := res.(fosite.PushedAuthorizeEndpointHandler); ok {
+			fc.PushedAuthorizeEndpointHandlers.Append(h)
+		}
+	}
+
+	d, err := json.MarshalIndent(p.discoveryDocument(), "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("render discovery: %w", err)
+	}
+	p.discovery = d
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.EnsureKeys(ctx); err != nil {
+		return nil, fmt.Errorf("idp keys: %w", err)
+	}
+	return p, nil
+}
+
+// Mount registers the provider's endpoints on mux.
+func (p *Provider) Mount(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+PathDiscovery, p.handleDiscovery)
+	mux.HandleFunc("GET "+PathJWKS, p.handleJWKS)
+	mux.HandleFunc("GET "+PathAuthorize, p.gate(p.handleAuthorize))
+	mux.HandleFunc("POST "+PathAuthorize, p.gate(p.handleAuthorize))
+	mux.HandleFunc("GET "+PathResume, p.gate(p.handleResume))
+	mux.HandleFunc("POST "+PathToken, p.gate(p.handleToken))
+	mux.HandleFunc("GET "+PathUserinfo, p.gate(p.handleUserinfo))
+	mux.HandleFunc("POST "+PathUserinfo, p.gate(p.handleUserinfo))
+	mux.HandleFunc("POST "+PathIntrospect, p.gate(p.handleIntrospect))
+	mux.HandleFunc("POST "+PathRevoke, p.gate(p.handleRevoke))
+	mux.HandleFunc("POST "+PathPAR, p.gate(p.handlePAR))
+}
+
+// OAuth2Provider exposes the composed fosite provider (for logout and
+// admin-token validation elsewhere in nhsid).
+func (p *Provider) OAuth2Provider() fosite.OAuth2Provider { return p.oauth }
+
+// Ready reports whether signing keys are loaded (for /readyz).
+func (p *Provider) Ready(context.Context) error {
+	if _, err := p.signingKey(p.cfg.KeyAlg); err != nil {
+		return err
+	}
+	return nil
+}
+
+// gate answers 503 temporarily_unavailable while Deps.Ready fails, so a
+// store outage never reaches fosite (which would report invalid_client).
+func (p *Provider) gate(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if p.deps.Ready != nil {
+			if err := p.deps.Ready(r.Context()); err != nil {
+				p.log.WarnContext(r.Context(), "oauth endpoint unavailable", "path", r.URL.Path, "err", err)
+				writeUnavailable(w)
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+func writeUnavailable(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Retry-After", "5")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"The service is temporarily unavailable. Try again shortly."}`))
+}
+
+// unavailable reports whether err comes from a store outage.
+func unavailable(err error) bool { return errors.Is(err, store.ErrUnavailable) }
+
+func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if r.PostFormValue("grant_type") == "refresh_token" {
+		ctx = WithRefreshGrace(ctx, p.cfg.RefreshGrace)
+	}
+	sess := NewSession()
+	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
+	if err != nil {
+		if unavailable(err) {
+			writeUnavailable(w)
+			return
+		}
+		p.log.InfoContext(ctx, "token request rejected", "err", err)
+		p.oauth.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		c, _ := ar.GetClient().(*Client)
+		for _, s := range ar.GetRequestedScopes() {
+			ar.GrantScope(s)
+		}
+		for _, a := range ar.GetRequestedAudience() {
+			ar.GrantAudience(a)
+		}
+		sess.Subject = ar.GetClient().GetID()
+		sess.ClientID = ar.GetClient().GetID()
+		sess.JWTClaims.Subject = ar.GetClient().GetID()
+		sess.JWTClaims.Extra["client_id"] = ar.GetClient().GetID()
+		if len(ar.GetGrantedAudience()) == 0 && c != nil {
+			for _, a := range c.Audience {
+				ar.GrantAudience(a)
+			}
+		}
+	}
+	resp, err := p.oauth.NewAccessResponse(ctx, ar)
+	if err != nil {
+		if unavailable(err) {
+			writeUnavailable(w)
+			return
+		}
+		p.log.InfoContext(ctx, "token response failed", "err", err)
+		p.oauth.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+func (p *Provider) handleIntrospect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ir, err := p.oauth.NewIntrospectionRequest(ctx, r, NewSession())
+	if err != nil {
+		if unavailable(err) {
+			writeUnavailable(w)
+			return
+		}
+		p.oauth.WriteIntrospectionError(ctx, w, err)
+		return
+	}
+	p.oauth.WriteIntrospectionResponse(ctx, w, ir)
+}
+
+func (p *Provider) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	err := p.oauth.NewRevocationRequest(ctx, r)
+	if err != nil && unavailable(err) {
+		writeUnavailable(w)
+		return
+	}
+	p.oauth.WriteRevocationResponse(ctx, w, err)
+}
+
+func (p *Provider) handlePAR(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ar, err := p.oauth.NewPushedAuthorizeRequest(ctx, r)
+	if err != nil {
+		if unavailable(err) {
+			writeUnavailable(w)
+			return
+		}
+		p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	if c, ok := ar.GetClient().(*Client); ok && c.Disabled {
+		p.oauth.WritePushedAuthorizeError(ctx, w, ar, fosite.ErrInvalidClient.WithHint("The client is disabled."))
+		return
+	}
+	resp, err := p.oauth.NewPushedAuthorizeResponse(ctx, ar, NewSession())
+	if err != nil {
+		p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	p.oauth.WritePushedAuthorizeResponse(ctx, w, ar, resp)
+}
+
+// tokenStrategy issues opaque (HMAC) access tokens, or RFC 9068 JWT access
+// tokens for clients whose nhsid_access_token_format is "jwt". Codes and
+// refresh tokens are always opaque. Tokens are told apart by shape.
+type tokenStrategy struct {
+	hmac *oauth2.HMACSHAStrategy
+	jwt  *oauth2.DefaultJWTStrategy
+}
+
+var _ oauth2.CoreStrategy = (*tokenStrategy)(nil)
+
+func isJWT(token string) bool { return strings.Count(token, ".") == 2 }
+
+func (s *tokenStrategy) AccessTokenSignature(ctx context.Context, token string) string {
+	if isJWT(token) {
+		return s.jwt.AccessTokenSignature(ctx, token)
+	}
+	return s.hmac.AccessTokenSignature(ctx, token)
+}
+
+func (s *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Requester) (string, string, error) {
+	if c, ok := r.GetClient().(*Client); ok && c.AccessTokenFormat == "jwt" {
+		if sess, ok := r.GetSession().(*Session); ok {
+			claims := sess.GetJWTClaims().(*jwt.JWTClaims)
+			claims.JTI = uuid.NewString()
+			claims.IssuedAt = time.Time{}
+			claims.Extra["client_id"] = c.ID
+		}
+		return s.jwt.GenerateAccessToken(ctx, r)
+	}
+	return s.hmac.GenerateAccessToken(ctx, r)
+}
+
+func (s *tokenStrategy) ValidateAccessToken(ctx context.Context, r fosite.Requester, token string) error {
+	if isJWT(token) {
+		return s.jwt.ValidateAccessToken(ctx, r, token)
+	}
+	return s.hmac.ValidateAccessToken(ctx, r, token)
+}
+
+func (s *tokenStrategy) RefreshTokenSignature(ctx context.Context, token string) string {
+	return s.hmac.RefreshTokenSignature(ctx, token)
+}
+
+func (s *tokenStrategy) GenerateRefreshToken(ctx context.Context, r fosite.Requester) (string, string, error) {
+	return s.hmac.GenerateRefreshToken(ctx, r)
+}
+
+func (s *tokenStrategy) ValidateRefreshToken(ctx context.Context, r fosite.Requester, token string) error {
+	return s.hmac.ValidateRefreshToken(ctx, r, token)
+}
+
+func (s *tokenStrategy) AuthorizeCodeSignature(ctx context.Context, token string) string {
+	return s.hmac.AuthorizeCodeSignature(ctx, token)
+}
+
+func (s *tokenStrategy) GenerateAuthorizeCode(ctx context.Context, r fosite.Requester) (string, string, error) {
+	return s.hmac.GenerateAuthorizeCode(ctx, r)
+}
+
+func (s *tokenStrategy) ValidateAuthorizeCode(ctx context.Context, r fosite.Requester, token string) error {
+	return s.hmac.ValidateAuthorizeCode(ctx, r, token)
+}
+
+// clientGate is the storage fosite sees: the Store, with disabled clients
+// reported as not found.
+type clientGate struct{ Store }
+
+func (g clientGate) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := g.Store.GetClient(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if cl, ok := c.(*Client); ok && cl.Disabled {
+		return nil, fmt.Errorf("client disabled: %w", fosite.ErrNotFound)
+	}
+	return c, nil
+}
+
+type clientGateTx struct {
+	clientGate
+	storage.Transactional
+}
+
+func fositeStorage(s Store) Store {
+	if tx, ok := s.(storage.Transactional); ok {
+		return clientGateTx{clientGate{s}, tx}
+	}
+	return clientGate{s}
+}
+
+func (p *Provider) url(path string) string { return p.cfg.Issuer + path }
