@@ -1,0 +1,335 @@
+// Package server wires nhsid together in one visible place: it picks the
+// store, builds policy, authn, idp and admin with explicit dependencies,
+// mounts their handlers on the public and admin listeners with the common
+// middleware, and runs and drains the listeners. Only cmd/nhsid and
+// end-to-end tests import it.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nhsid/nhsid/admin"
+	"github.com/nhsid/nhsid/authn"
+	"github.com/nhsid/nhsid/idp"
+	"github.com/nhsid/nhsid/internal/config"
+	"github.com/nhsid/nhsid/migrations"
+	"github.com/nhsid/nhsid/policy"
+	"github.com/nhsid/nhsid/store"
+	"github.com/nhsid/nhsid/store/memory"
+	"github.com/nhsid/nhsid/store/postgres"
+)
+
+// Store is every storage interface the server needs, as both adapters
+// implement it.
+type Store interface {
+	policy.Store
+	authn.Store
+	idp.Store
+}
+
+// Options configure New.
+type Options struct {
+	Config config.Config
+	// Dev: memory store unless a database URL is set, ephemeral secrets,
+	// insecure cookies on http://localhost, demo data.
+	Dev bool
+	Log *slog.Logger
+	// Now is the clock (tests inject one); nil means time.Now.
+	Now func() time.Time
+	// OutboundAllowPrivate lets tests point jwks_uri and similar at loopback.
+	OutboundAllowPrivate bool
+}
+
+// Server is a wired nhsid.
+type Server struct {
+	cfg      config.Config
+	dev      bool
+	log      *slog.Logger
+	now      func() time.Time
+	pool     *pgxpool.Pool // nil for the memory store
+	Store    Store
+	Policy   *policy.Service
+	Authn    *authn.Service
+	IDP      *idp.Provider
+	Admin    *admin.API
+	registry *prometheus.Registry
+
+	public http.Handler
+	admin  http.Handler
+	// Demo holds what `serve --dev` seeded (nil otherwise).
+	Demo *DemoInfo
+
+	bgCancel context.CancelFunc
+	bgDone   sync.WaitGroup
+}
+
+// New validates the configuration and builds the server. It does not listen.
+func New(ctx context.Context, opts Options) (*Server, error) {
+	cfg := opts.Config
+	if err := cfg.Validate(opts.Dev); err != nil {
+		return nil, err
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Server{cfg: cfg, dev: opts.Dev, log: log, now: now, registry: prometheus.NewRegistry()}
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	secrets, err := loadSecrets(cfg.Secrets, opts.Dev)
+	if err != nil {
+		return nil, err
+	}
+
+	// Storage.
+	if cfg.Database.URL == "" {
+		s.Store = memory.New()
+	} else {
+		if cfg.Database.AutoMigrate {
+			murl := cfg.Database.MigrateURL
+			if murl == "" {
+				murl = cfg.Database.URL
+			}
+			if err := migrations.Up(ctx, murl); err != nil {
+				return nil, fmt.Errorf("migrate: %w", err)
+			}
+		}
+		pcfg, err := pgxpool.ParseConfig(cfg.Database.URL)
+		if err != nil {
+			return nil, fmt.Errorf("database.url: %w", err)
+		}
+		if cfg.Database.MaxConns > 0 {
+			pcfg.MaxConns = cfg.Database.MaxConns
+		}
+		pcfg.ConnConfig.ConnectTimeout = 5 * time.Second
+		pcfg.HealthCheckPeriod = 5 * time.Second
+		pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+		if err != nil {
+			return nil, fmt.Errorf("database: %w", err)
+		}
+		pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := pool.Ping(pingCtx); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("database: cannot connect: %w", err)
+		}
+		s.pool = pool
+		s.Store = postgres.New(pool)
+	}
+
+	issuer, _ := url.Parse(cfg.Issuer)
+	origins := cfg.WebAuthn.Origins
+	if len(origins) == 0 {
+		origins = []string{issuer.Scheme + "://" + issuer.Host}
+	}
+	rpID := cfg.WebAuthn.RPID
+	if rpID == "" {
+		rpID = issuer.Hostname()
+	}
+
+	s.Policy = &policy.Service{Store: s.Store, Now: now, Rand: rand.Reader}
+	s.Authn, err = authn.New(authn.Config{
+		RPID:            rpID,
+		RPDisplayName:   cfg.WebAuthn.RPName,
+		RPOrigins:       origins,
+		PublicURL:       cfg.Issuer,
+		SecureCookies:   issuer.Scheme == "https",
+		InviteTTL:       cfg.Enrolment.InviteTTL,
+		AAL3Absolute:    cfg.Sessions.AAL3.Absolute,
+		AAL3Idle:        cfg.Sessions.AAL3.Idle,
+		AAL2Absolute:    cfg.Sessions.AAL2.Absolute,
+		AAL2Idle:        cfg.Sessions.AAL2.Idle,
+		MDSFile:         cfg.WebAuthn.MDSFile,
+		MDSRootCert:     cfg.WebAuthn.MDSRootCert,
+		TrustAnchors:    cfg.WebAuthn.TrustAnchors,
+		AAGUIDAllowList: cfg.WebAuthn.AAGUIDAllowList,
+	}, authn.Deps{Store: s.Store, People: s.Store, Log: log, Now: now, Rand: rand.Reader})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("authn: %w", err)
+	}
+
+	prepublish := cfg.Keys.Prepublish
+	if opts.Dev {
+		prepublish = 0
+	}
+	s.IDP, err = idp.New(idp.Config{
+		Issuer:              cfg.Issuer,
+		GlobalSecret:        secrets.global,
+		SecretPepper:        secrets.pepper,
+		KEK:                 secrets.kek,
+		AccessTokenTTL:      cfg.Tokens.AccessTokenTTL,
+		IDTokenTTL:          cfg.Tokens.IDTokenTTL,
+		AuthCodeTTL:         cfg.Tokens.AuthCodeTTL,
+		RefreshTTL:          cfg.Tokens.RefreshTokenTTL,
+		RefreshGrace:        cfg.Tokens.RefreshGrace,
+		KeyAlg:              cfg.Keys.Algorithm,
+		KeyRotationInterval: cfg.Keys.RotationInterval,
+		KeyPrePublish:       prepublish,
+		Dev:                 opts.Dev,
+	}, idp.Deps{Store: s.Store, People: s.Store, Authn: s.Authn, Log: log, Now: now, Ready: s.storeReady})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("idp: %w", err)
+	}
+
+	s.Admin = &admin.API{
+		Policy:         s.Policy,
+		Invites:        s.Authn,
+		Clients:        s.IDP,
+		ClientStore:    s.Store,
+		BootstrapToken: cfg.Admin.BootstrapToken,
+		Log:            log,
+	}
+
+	var trusted []netip.Prefix
+	for _, c := range cfg.TrustedProxies {
+		p, _ := netip.ParsePrefix(c)
+		trusted = append(trusted, p)
+	}
+	reqs, lat := newMetrics(s.registry)
+
+	pub := http.NewServeMux()
+	pub.HandleFunc("GET /healthz", s.healthz)
+	pub.HandleFunc("GET /readyz", s.readyz)
+	s.IDP.Mount(pub)
+	s.Authn.Mount(pub)
+	if opts.Dev {
+		if err := s.seedDemo(ctx, pub); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("demo data: %w", err)
+		}
+	}
+	pubInst := &instrument{log: log, trusted: trusted, maxBody: 1 << 20, requests: reqs, latency: lat, listener: "public"}
+	s.public = securityHeaders(pubInst.wrap(pub), issuer.Scheme == "https")
+
+	adm := http.NewServeMux()
+	adm.HandleFunc("GET /healthz", s.healthz)
+	adm.HandleFunc("GET /readyz", s.readyz)
+	adm.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	s.Admin.Mount(adm)
+	admInst := &instrument{log: log, trusted: trusted, maxBody: 4 << 20, requests: reqs, latency: lat, listener: "admin"}
+	s.admin = securityHeaders(admInst.wrap(adm), false)
+	return s, nil
+}
+
+// PublicHandler serves the public listener (OIDC, pages, ceremonies).
+func (s *Server) PublicHandler() http.Handler { return s.public }
+
+// AdminHandler serves the admin listener (admin API, metrics).
+func (s *Server) AdminHandler() http.Handler { return s.admin }
+
+// Start runs background jobs (key rotation and reload) until Close.
+func (s *Server) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.bgCancel = cancel
+	s.bgDone.Add(1)
+	go func() {
+		defer s.bgDone.Done()
+		s.IDP.Run(ctx)
+	}()
+}
+
+// Close stops background jobs and closes the database pool.
+func (s *Server) Close() {
+	if s.bgCancel != nil {
+		s.bgCancel()
+		s.bgDone.Wait()
+	}
+	if s.pool != nil {
+		s.pool.Close()
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+func (s *Server) storeReady(ctx context.Context) error {
+	if s.pool == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := s.storeReady(r.Context()); err != nil {
+		s.log.WarnContext(r.Context(), "not ready", "err", err.Error())
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"unavailable","database":"unreachable"}` + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
+}
+
+// Run listens on the configured addresses until ctx is cancelled, then
+// drains in-flight requests (up to drain) and returns.
+func (s *Server) Run(ctx context.Context, publicLn, adminLn net.Listener, drain time.Duration) error {
+	pub := &http.Server{Handler: s.public, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	adm := &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	var tlsFiles bool
+	if s.cfg.TLS.CertFile != "" {
+		cr, err := newCertReloader(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile, s.log)
+		if err != nil {
+			return err
+		}
+		pub.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cr.get}
+		tlsFiles = true
+	}
+	errc := make(chan error, 2)
+	go func() {
+		var err error
+		if tlsFiles {
+			err = pub.ServeTLS(publicLn, "", "")
+		} else {
+			err = pub.Serve(publicLn)
+		}
+		errc <- err
+	}()
+	go func() { errc <- adm.Serve(adminLn) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			_ = pub.Close()
+			_ = adm.Close()
+			return err
+		}
+	}
+	s.log.Info("shutting down: draining requests", "timeout", drain.String())
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	e1 := pub.Shutdown(sctx)
+	e2 := adm.Shutdown(sctx)
+	return errors.Join(e1, e2)
+}
