@@ -197,6 +197,10 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		if at := sess.AuthTime.UTC().Truncate(time.Second); at.After(requestedAt) {
 			requestedAt = at
 		}
+		if err := p.deps.Authn.TouchSession(ctx, sess); err != nil {
+			p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+			return
+		}
 		p.issue(w, r, ar, client, sess, acr, requestedAt, sess.SelectedRoleID)
 		return
 	}

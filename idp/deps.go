@@ -23,6 +23,9 @@ type Authenticator interface {
 	LoadFlow(r *http.Request, id string) (*authn.Flow, error)
 	// FinishFlow deletes the flow.
 	FinishFlow(ctx context.Context, id string) error
+	// TouchSession restarts the session's idle timer (SSO reuse counts as
+	// activity).
+	TouchSession(ctx context.Context, s *authn.Session) error
 }
 
 // Deps are the provider's collaborators.

@@ -36,6 +36,8 @@ type fakeAuthn struct {
 	session *authn.Session
 	flows   map[string]*authn.Flow
 	n       int
+	// touched counts TouchSession calls (SSO reuse).
+	touched int
 }
 
 func newFakeAuthn() *fakeAuthn { return &fakeAuthn{flows: map[string]*authn.Flow{}} }
@@ -85,6 +87,13 @@ func (f *fakeAuthn) FinishFlow(_ context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.flows, id)
+	return nil
+}
+
+func (f *fakeAuthn) TouchSession(_ context.Context, s *authn.Session) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.touched++
 	return nil
 }
 
@@ -512,9 +521,17 @@ func TestSSOReuseAndPromptNone(t *testing.T) {
 	})
 	t.Run("prompt=none with session", func(t *testing.T) {
 		e.authn.setSession(session(person.UID, 3, time.Now().Add(-time.Minute)))
+		e.authn.mu.Lock()
+		before := e.authn.touched
+		e.authn.mu.Unlock()
 		u := expectRedirect(t, e.get(authorizeQuery(c.ID, url.Values{"prompt": {"none"}})))
 		if u.Query().Get("code") == "" {
 			t.Fatalf("redirect %s, want code", u)
+		}
+		e.authn.mu.Lock()
+		defer e.authn.mu.Unlock()
+		if e.authn.touched != before+1 {
+			t.Fatalf("SSO reuse did not touch the session (idle timer): %d touches", e.authn.touched-before)
 		}
 	})
 	t.Run("idle session needs login", func(t *testing.T) {

@@ -145,8 +145,28 @@ func NewDevice(rpID, origin string, ca *CA) *Device {
 	return &Device{
 		RP:   virtualwebauthn.RelyingParty{Name: "nhsid", ID: rpID, Origin: origin},
 		Auth: virtualwebauthn.NewAuthenticator(),
-		Cred: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2),
+		Cred: NewCredential(),
 		CA:   ca,
+	}
+}
+
+// NewCredential returns a P-256 credential whose coordinates are full
+// length: virtualwebauthn encodes them without left padding, which a
+// verifier rightly refuses about once in 64 keys.
+func NewCredential() virtualwebauthn.Credential {
+	for {
+		pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		if len(pk.X.Bytes()) != 32 || len(pk.Y.Bytes()) != 32 {
+			continue
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(pk)
+		if err != nil {
+			panic(err)
+		}
+		return virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, der)
 	}
 }
 

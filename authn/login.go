@@ -1,0 +1,256 @@
+package authn
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/webauthn"
+
+	"github.com/nhsid/nhsid/internal/apierror"
+	"github.com/nhsid/nhsid/policy"
+	"github.com/nhsid/nhsid/store"
+)
+
+func errInvalidCredential(cause error) *apierror.Error {
+	return apierror.New(http.StatusBadRequest, "invalid_credential",
+		"Your security key could not be checked. Try again, or use another security key.", cause)
+}
+
+func errCeremonyState(cause error) *apierror.Error {
+	return apierror.New(http.StatusBadRequest, "invalid_request",
+		"This security key request has timed out or was already used. Start again.", cause)
+}
+
+// handleLoginPage shows the sign-in page of a flow.
+func (s *Service) handleLoginPage(w http.ResponseWriter, r *http.Request) {
+	f, err := s.LoadFlow(r, r.URL.Query().Get("flow"))
+	if err != nil {
+		s.renderAPIError(w, r, "You cannot sign in with this link", err)
+		return
+	}
+	securityHeaders(w)
+	s.render(w, r, http.StatusOK, "login", pageData{
+		Title:  "Sign in with your security key",
+		FlowID: f.ID,
+		StepUp: f.MinAAL >= AAL3,
+	})
+}
+
+// loginChallengeKey is where a flow's login challenge waits for finish.
+func loginChallengeKey(flowID string) string { return "login:" + flowID }
+
+// handleLoginBegin answers {"flow"} with request options for a discoverable
+// credential with user verification.
+func (s *Service) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Flow string `json:"flow"`
+	}
+	if err := readJSON(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f, err := s.LoadFlow(r, req.Flow)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	opts := []webauthn.LoginOption{webauthn.WithUserVerification(protocol.VerificationRequired)}
+	if f.MinAAL >= AAL3 {
+		// Step-up: the person signed in at a lower level is asked for one
+		// of their own AAL3 keys.
+		sess, err := s.CurrentSession(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if sess != nil && sess.AAL < AAL3 {
+			u, err := s.loadUser(r.Context(), sess.PersonUID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				s.fail(w, r, err)
+				return
+			}
+			var allow []protocol.CredentialDescriptor
+			if u != nil {
+				for i, c := range u.creds {
+					if c.AAL >= AAL3 {
+						allow = append(allow, u.wcreds[i].Descriptor())
+					}
+				}
+			}
+			if len(allow) > 0 {
+				opts = append(opts, webauthn.WithAllowedCredentials(allow))
+			}
+		}
+	}
+	assertion, sd, err := s.wa.BeginDiscoverableLogin(opts...)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("begin login: %w", err))
+		return
+	}
+	if err := s.putChallenge(r, loginChallengeKey(f.ID), sd); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, assertion)
+}
+
+// putChallenge stores ceremony state until finish.
+func (s *Service) putChallenge(r *http.Request, key string, sd *webauthn.SessionData) error {
+	data, err := json.Marshal(sd)
+	if err != nil {
+		return fmt.Errorf("encode challenge: %w", err)
+	}
+	if err := s.store.PutChallenge(r.Context(), key, data, s.now().Add(s.cfg.ChallengeTTL)); err != nil {
+		return fmt.Errorf("store challenge: %w", err)
+	}
+	return nil
+}
+
+// takeChallenge removes and returns ceremony state: a challenge is
+// answered once.
+func (s *Service) takeChallenge(r *http.Request, key string) (webauthn.SessionData, error) {
+	var sd webauthn.SessionData
+	data, err := s.store.TakeChallenge(r.Context(), key, s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return sd, errCeremonyState(err)
+	}
+	if err != nil {
+		return sd, fmt.Errorf("take challenge: %w", err)
+	}
+	if err := json.Unmarshal(data, &sd); err != nil {
+		return sd, fmt.Errorf("decode challenge: %w", err)
+	}
+	return sd, nil
+}
+
+// handleLoginFinish verifies an assertion for a flow, starts a session and
+// answers {"redirect"}.
+func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	f, err := s.LoadFlow(r, r.URL.Query().Get("flow"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// Any finish attempt uses the challenge up.
+	sd, err := s.takeChallenge(r, loginChallengeKey(f.ID))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(body)
+	if err != nil {
+		s.fail(w, r, errInvalidCredential(fmt.Errorf("parse assertion: %w", err)))
+		return
+	}
+	// User verification must happen in this ceremony; the stored UV flag
+	// of the credential latches and says nothing about now.
+	if !parsed.Response.AuthenticatorData.Flags.HasUserVerified() {
+		s.fail(w, r, errUVRequired())
+		return
+	}
+	var refused error
+	handler := func(rawID, userHandle []byte) (webauthn.User, error) {
+		if len(userHandle) == 0 || len(userHandle) > 64 {
+			return nil, errors.New("bad user handle")
+		}
+		u, err := s.loadUser(ctx, string(userHandle))
+		if err != nil {
+			return nil, err
+		}
+		if u.person.Status == policy.StatusClosed {
+			refused = apierror.New(http.StatusForbidden, "invalid_credential",
+				"This account is closed. Contact your Registration Authority.", errors.New("person closed"))
+			return nil, refused
+		}
+		return u, nil
+	}
+	user, cred, err := s.wa.ValidatePasskeyLogin(handler, sd, parsed)
+	if refused != nil {
+		s.fail(w, r, refused)
+		return
+	}
+	if err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			err = fmt.Errorf("%w: %s", err, pe.DevInfo)
+		}
+		if errors.Is(err, store.ErrUnavailable) {
+			s.fail(w, r, err)
+			return
+		}
+		s.fail(w, r, errInvalidCredential(err))
+		return
+	}
+	u := user.(*waUser)
+	stored, ok := u.credential(cred.ID)
+	if !ok {
+		s.fail(w, r, errInvalidCredential(errors.New("credential vanished")))
+		return
+	}
+	if cred.Authenticator.CloneWarning {
+		s.log.Warn("sign-in refused: signature counter did not advance (possible cloned authenticator)",
+			"person", u.person.UID, "credential", b64url(cred.ID),
+			"stored_count", stored.SignCount, "presented_count", parsed.Response.AuthenticatorData.Counter)
+		s.fail(w, r, errInvalidCredential(errors.New("signature counter regression")))
+		return
+	}
+	if stored.AAL < f.MinAAL {
+		s.fail(w, r, apierror.New(http.StatusForbidden, "authenticator_not_allowed",
+			"This service needs a higher-assurance security key (such as your smartcard-equivalent key). Use that key, or ask your Registration Authority for one.",
+			fmt.Errorf("credential aal %d < flow min %d", stored.AAL, f.MinAAL)))
+		return
+	}
+	now := s.now()
+	data, err := json.Marshal(cred)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("encode credential: %w", err))
+		return
+	}
+	stored, err = s.store.UpdateCredential(ctx, cred.ID, func(c *Credential) error {
+		if !c.RevokedAt.IsZero() {
+			return errInvalidCredential(errors.New("credential revoked during sign-in"))
+		}
+		c.SignCount = cred.Authenticator.SignCount
+		c.Data = data
+		c.LastUsedAt = now
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sess, err := s.startSession(w, r, stored)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, err := s.store.UpdateFlow(ctx, f.ID, func(x *Flow) error {
+		x.SessionSID = sess.SID
+		x.AuthenticatedAt = sess.AuthTime
+		return nil
+	}); err != nil {
+		s.fail(w, r, fmt.Errorf("update flow: %w", err))
+		return
+	}
+	s.log.Info("sign-in", "person", u.person.UID, "aal", sess.AAL, "sid", sess.SID, "credential", b64url(cred.ID))
+	writeJSON(w, map[string]string{"redirect": resumeURL(f.ResumeURL, f.ID)})
+}
+
+// resumeURL appends the flow id to the caller's resume URL.
+func resumeURL(base, flowID string) string {
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "flow=" + flowID
+}
