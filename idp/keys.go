@@ -136,6 +136,27 @@ func (p *Provider) maxTokenLifetime() time.Duration {
 // usable now or pending; such a first key signs at once (nothing was signed
 // before it, so no RP can hold a stale JWKS).
 func (p *Provider) EnsureKeys(ctx context.Context) error {
+	// Replicas starting together must not each create a first key.
+	return p.withJobLock(ctx, "keys", true, p.ensureKeys)
+}
+
+// JobLocker is implemented by stores that can run a named job on one
+// replica at a time (store/postgres uses an advisory lock).
+type JobLocker interface {
+	WithLock(ctx context.Context, name string, wait bool, fn func(context.Context) error) (bool, error)
+}
+
+// withJobLock runs fn under the store's job lock when it has one.
+func (p *Provider) withJobLock(ctx context.Context, name string, wait bool, fn func(context.Context) error) error {
+	l, ok := p.deps.Store.(JobLocker)
+	if !ok {
+		return fn(ctx)
+	}
+	_, err := l.WithLock(ctx, name, wait, fn)
+	return err
+}
+
+func (p *Provider) ensureKeys(ctx context.Context) error {
 	keys, err := p.deps.Store.ListKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("list keys: %w", err)
@@ -214,6 +235,9 @@ func (p *Provider) RotateKeys(ctx context.Context) error {
 			}
 		}
 		p.log.InfoContext(ctx, "signing key rotated", "alg", alg, "kid", k.KID, "active_at", activeAt)
+		if err := p.auditKeyRotated(ctx, k); err != nil {
+			return err
+		}
 	}
 	return p.ReloadKeys(ctx)
 }
@@ -312,7 +336,8 @@ func (p *Provider) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if err := p.rotateIfDue(ctx); err != nil {
+		// One replica at a time checks and rotates; the others skip.
+		if err := p.withJobLock(ctx, "keys", false, p.rotateIfDue); err != nil {
 			p.log.ErrorContext(ctx, "key rotation", "err", err)
 		}
 		if err := p.ReloadKeys(ctx); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -264,5 +265,52 @@ func TestMigrateThenServeReadinessFollowsDatabase(t *testing.T) {
 		}
 	case <-time.After(25 * time.Second):
 		t.Fatal("no exit after SIGTERM")
+	}
+}
+
+func TestKeysRotateAndList(t *testing.T) {
+	dbURL := emptyDatabase(t)
+	if out, err := exec.Command(binary, "migrate", "up", "--database-url", dbURL).CombinedOutput(); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	secret := strings.Repeat("7b", 32)
+	cfgFile := filepath.Join(t.TempDir(), "nhsid.yaml")
+	cfg := fmt.Sprintf("issuer: https://id.example.nhs.uk\nsecrets: {global_secret: %q, client_secret_pepper: %q, key_encryption_key: %q}\n", secret, secret, secret)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) []map[string]any {
+		t.Helper()
+		cmd := exec.Command(binary, append(args, "--config", cfgFile)...)
+		cmd.Env = append(os.Environ(), "NHSID_DATABASE_URL="+dbURL)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stderr.String())
+		}
+		var keys []map[string]any
+		if err := json.Unmarshal(stdout.Bytes(), &keys); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stdout.String())
+		}
+		return keys
+	}
+	before := run("keys", "list")
+	if len(before) == 0 {
+		t.Fatal("no keys after first start")
+	}
+	after := run("keys", "rotate")
+	if len(after) != 2*len(before) {
+		t.Fatalf("rotate: %d keys before, %d after; want one new key per algorithm", len(before), len(after))
+	}
+	for _, k := range after[len(before):] {
+		active, _ := time.Parse(time.RFC3339Nano, k["active_at"].(string))
+		if time.Until(active) < 50*time.Minute {
+			t.Errorf("new key %v signs at %v: want about an hour of pre-publication", k["kid"], active)
+		}
+	}
+	for _, k := range after[:len(before)] {
+		if k["retired_at"] == nil || k["expires_at"] == nil {
+			t.Errorf("old key %v not scheduled to retire and expire: %v", k["kid"], k)
+		}
 	}
 }
