@@ -14,7 +14,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -25,6 +24,8 @@ import (
 	"github.com/go-jose/go-jose/v3"
 	"github.com/go-jose/go-jose/v3/jwt"
 	"golang.org/x/oauth2"
+
+	"github.com/nhsid/nhsid/web"
 )
 
 // ClientID of the demo relying party.
@@ -211,18 +212,15 @@ func (rp *RP) home(w http.ResponseWriter, r *http.Request) {
 		}
 		rp.mu.Unlock()
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = page.Execute(w, map[string]any{"Result": res, "Issuer": rp.Issuer})
+	_ = web.Render(w, http.StatusOK, "demo", map[string]any{"Result": res, "Issuer": rp.Issuer})
 }
 
 func (rp *RP) fail(w http.ResponseWriter, msg string, err error) {
 	if err != nil && rp.Log != nil {
 		rp.Log.Warn("demo rp", "msg", msg, "err", err.Error())
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(http.StatusBadGateway)
-	_ = page.Execute(w, map[string]any{"Error": msg, "Issuer": rp.Issuer})
+	_ = web.Render(w, http.StatusBadGateway, "demo", map[string]any{"Error": msg, "Issuer": rp.Issuer})
 }
 
 // Fingerprint is a short id of the demo key (shown on the page).
@@ -231,24 +229,3 @@ func (rp *RP) Fingerprint() string {
 	sum := sha256.Sum256(pub)
 	return base64.RawURLEncoding.EncodeToString(sum[:6])
 }
-
-var page = template.Must(template.New("demo").Parse(`<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Demo relying party – nhsid</title><link rel="stylesheet" href="/static/nhsuk.min.css"></head>
-<body>
-<header class="nhsuk-header" role="banner"><div class="nhsuk-width-container nhsuk-header__container">
-<span class="nhsuk-header__link nhsuk-header__service-name">nhsid demo relying party</span></div></header>
-<div class="nhsuk-width-container"><main class="nhsuk-main-wrapper" id="maincontent" role="main">
-<h1>Demo relying party</h1>
-<p>This page is a separate OIDC client (<code>demo-rp</code>, private_key_jwt) that signs in against <code>{{.Issuer}}</code> through discovery, like any relying party.</p>
-{{if .Error}}<div class="nhsuk-error-summary" role="alert" tabindex="-1"><h2 class="nhsuk-error-summary__title">There is a problem</h2><p>{{.Error}}</p></div>{{end}}
-{{if .Result}}
-<h2 id="signed-in">Signed in</h2>
-<h3>ID token claims</h3><pre id="id-token-claims">{{.Result.Claims}}</pre>
-<h3>Userinfo</h3><pre id="userinfo">{{.Result.UserInfo}}</pre>
-<details class="nhsuk-details"><summary class="nhsuk-details__summary"><span class="nhsuk-details__summary-text">Raw ID token</span></summary><div class="nhsuk-details__text"><pre class="nhsid-wrap">{{.Result.IDToken}}</pre></div></details>
-{{end}}
-<p><a class="nhsuk-button" id="demo-sign-in" href="/demo/login">Sign in with nhsid</a>
-<a class="nhsuk-button nhsuk-button--secondary" href="/demo/login?acr=AAL3_ANY">Sign in requiring AAL3</a></p>
-</main></div></body></html>`))
