@@ -32,6 +32,12 @@ type Service struct {
 	Store Store
 	Now   func() time.Time
 	Rand  io.Reader
+	// RBAC stores the catalogue and positions; nil means Store, which
+	// must then implement RBACStore (both adapters do).
+	RBAC RBACStore
+	// EndAccess, when set, ends a person's SSO sessions and revokes their
+	// tokens; it runs when their last position ends or the account closes.
+	EndAccess func(ctx context.Context, uid, reason string) error
 }
 
 // NewService returns a Service with the real clock and crypto/rand.
@@ -74,7 +80,7 @@ func (s *Service) CreateOrganisation(ctx context.Context, o Organisation) (Organ
 	if len(p) > 0 {
 		return o, &InvalidError{Problems: p}
 	}
-	o.CreatedAt = s.Now().UTC()
+	o.CreatedAt = s.now().UTC()
 	if err := s.Store.CreateOrganisation(ctx, o); err != nil {
 		return o, fmt.Errorf("create organisation: %w", err)
 	}
@@ -86,10 +92,10 @@ func (s *Service) CreatePerson(ctx context.Context, p Person) (Person, error) {
 	if err := validatePerson(&p); err != nil {
 		return p, err
 	}
-	now := s.Now().UTC()
+	now := s.now().UTC()
 	p.Status, p.CreatedAt, p.UpdatedAt = StatusActive, now, now
 	for attempt := 0; ; attempt++ {
-		uid, err := NewUID(s.Rand)
+		uid, err := NewUID(s.rand())
 		if err != nil {
 			return p, err
 		}
