@@ -1,0 +1,35 @@
+// Package saml is nhsid's SAML 2.0 identity provider: the registry of
+// service providers (SPs) registered from their metadata XML, the IdP
+// metadata at /saml/metadata, SP-initiated single sign-on over the
+// HTTP-Redirect and HTTP-POST bindings, IdP-initiated sign-on, the signed
+// assertion (persistent NameID = the person's uid, AuthnContextClassRef
+// from the session's AAL, attributes named per SP) and single logout for
+// LogoutRequests sent by SPs.
+//
+// It uses github.com/crewjam/saml for the protocol types and to make the
+// assertion (DefaultAssertionMaker, wrapped), and does itself what that
+// library does not: verifying signed AuthnRequests and LogoutRequests
+// (Redirect: SigAlg and Signature over the query string; POST: an enveloped
+// signature checked with goxmldsig against the SP's certificates),
+// refusing replayed request IDs, bounding IssueInstant, size-limiting and
+// refusing DTDs before any XML is parsed, and checking ACS URLs against the
+// SP's metadata (http and https only).
+//
+// Sign-in reuses authn's browser-bound flows and SSO session, so one
+// sign-in serves OIDC and SAML apps alike:
+//
+//	SP ──AuthnRequest──▶ GET  /saml/sso ─┐ (validated once, on arrival)
+//	SP ──AuthnRequest──▶ POST /saml/sso ─┴▶ 303 /saml/sso/continue?req=ID
+//	                                   │   (same-site GET: sees the SameSite=Lax session)
+//	     usable session at the AAL? ───┤ yes ─▶ signed Response ─▶ POST form to the ACS
+//	                                   └ no ─▶ authn.StartFlow ─▶ /login?flow=ID
+//	                                           ─▶ /saml/resume?flow=ID ─▶ signed Response
+//
+// It declares the Store it needs; store/memory and store/postgres implement
+// it. internal/server mounts Handler; admin registers SPs through Registry.
+//
+// AuthnContextClassRef values: AAL3 sessions are asserted as
+// urn:nhsid:aal3 (ClassAAL3), AAL2 sessions as urn:nhsid:aal2 (ClassAAL2).
+// An SP may ask for either in RequestedAuthnContext; urn:nhsid:aal3 makes
+// the user step up.
+package saml
