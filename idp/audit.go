@@ -1,0 +1,206 @@
+package idp
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/storage"
+
+	"github.com/nhsid/nhsid/audit"
+)
+
+// This file turns protocol steps into audit events. Events a response
+// depends on (a code or token issued) are recorded before the response is
+// written, and a failure to record fails the request; read-only calls
+// (introspection, userinfo) use group commit.
+
+func (p *Provider) recorder() audit.Recorder { return audit.OrNop(p.deps.Audit) }
+
+// sessionOf returns the idp session of a request, or an empty one.
+func sessionOf(r fosite.Requester) *Session {
+	if r != nil {
+		if s, ok := r.GetSession().(*Session); ok && s != nil {
+			return s
+		}
+	}
+	return &Session{}
+}
+
+func clientIDOf(r fosite.Requester) string {
+	if r == nil || r.GetClient() == nil {
+		return ""
+	}
+	return r.GetClient().GetID()
+}
+
+// auditCode records an authorization code issued to a signed-in person.
+func (p *Provider) auditCode(ctx context.Context, ar fosite.AuthorizeRequester, sess *Session) error {
+	return p.recorder().Record(ctx, audit.Event{
+		Type: audit.CodeIssued, Subject: sess.GetSubject(), Actor: sess.GetSubject(), Client: clientIDOf(ar),
+		RoleID: sess.SelectedRoleID, SessionHash: audit.HashSession(sess.SID),
+		Detail: map[string]any{"aal": sess.AAL, "scopes": []string(ar.GetGrantedScopes())},
+	})
+}
+
+// auditTokenRefused records the reuse of a rotated refresh token (fosite
+// then revokes the whole grant). Other refusals are the client's problem
+// and are only logged. A failure to record is logged: the response is an
+// error already.
+func (p *Provider) auditTokenRefused(ctx context.Context, r *http.Request, ar fosite.AccessRequester, err error) {
+	if r.PostFormValue("grant_type") != "refresh_token" || !errors.Is(err, fosite.ErrInactiveToken) {
+		return
+	}
+	client := clientIDOf(ar)
+	if client == "" {
+		client = requestClientID(r)
+	}
+	if rerr := p.recorder().Record(ctx, audit.Event{
+		Type: audit.RefreshReused, Outcome: audit.Denied, Client: client, Actor: client,
+		Subject: sessionOf(ar).GetSubject(), Detail: map[string]any{"grant_revoked": true},
+	}); rerr != nil {
+		p.log.ErrorContext(ctx, "audit refresh reuse", "err", rerr)
+	}
+}
+
+// requestClientID is the client id a request names (basic auth or form);
+// for events only, never for authentication.
+func requestClientID(r *http.Request) string {
+	if id, _, ok := r.BasicAuth(); ok {
+		return id
+	}
+	return r.PostFormValue("client_id")
+}
+
+// auditIntrospection records an introspection call (grouped).
+func (p *Provider) auditIntrospection(ctx context.Context, r *http.Request, ir fosite.IntrospectionResponder) error {
+	e := audit.Event{Type: audit.Introspection, Client: requestClientID(r), Actor: requestClientID(r)}
+	if ir != nil {
+		e.Detail = map[string]any{"active": ir.IsActive()}
+		if ir.IsActive() && ir.GetAccessRequester() != nil {
+			ar := ir.GetAccessRequester()
+			sess := sessionOf(ar)
+			e.Subject, e.RoleID = sess.GetSubject(), sess.SelectedRoleID
+			e.Detail["token_client"] = clientIDOf(ar)
+			e.Detail["token_type"] = string(ir.GetTokenUse())
+		}
+	}
+	return p.recorder().RecordGrouped(ctx, e)
+}
+
+// auditUserinfo records a userinfo call (grouped).
+func (p *Provider) auditUserinfo(ctx context.Context, ar fosite.Requester) error {
+	sess := sessionOf(ar)
+	return p.recorder().RecordGrouped(ctx, audit.Event{
+		Type: audit.Userinfo, Subject: sess.GetSubject(), Client: clientIDOf(ar), Actor: clientIDOf(ar),
+		RoleID: sess.SelectedRoleID, SessionHash: audit.HashSession(sess.SID),
+		Detail: map[string]any{"scopes": []string(ar.GetGrantedScopes())},
+	})
+}
+
+// auditRevoke records a revocation request.
+func (p *Provider) auditRevoke(ctx context.Context, r *http.Request, err error) error {
+	e := audit.Event{Type: audit.TokenRevoked, Client: requestClientID(r), Actor: requestClientID(r),
+		Detail: map[string]any{"token_type_hint": r.PostFormValue("token_type_hint")}}
+	if err != nil {
+		e.Outcome = audit.Failure
+		e.Detail["error"] = fosite.ErrorToRFC6749Error(err).ErrorField
+	}
+	return p.recorder().Record(ctx, e)
+}
+
+// auditClientRegistered records a new client (never its secret).
+func (p *Provider) auditClientRegistered(ctx context.Context, c *Client) error {
+	return p.recorder().Record(ctx, audit.Event{
+		Type: audit.ClientRegistered, Client: c.ID,
+		Detail: map[string]any{"name": c.Name, "redirect_uris": c.RedirectURIs, "grant_types": c.GrantTypes,
+			"auth_method": c.TokenEndpointAuthMethod, "required_aal": c.RequiredAAL},
+	})
+}
+
+// auditKeyRotated records a new signing key.
+func (p *Provider) auditKeyRotated(ctx context.Context, k SigningKey) error {
+	return p.recorder().Record(ctx, audit.Event{
+		Type: audit.KeyRotated, Actor: "system",
+		Detail: map[string]any{"kid": k.KID, "alg": k.Alg, "active_at": k.ActiveAt.UTC().Format("2006-01-02T15:04:05Z")},
+	})
+}
+
+// tokenAuditStore is the fosite storage with token.issued / token.refreshed
+// recorded in CreateAccessTokenSession: for the authorization code and
+// refresh grants fosite runs that inside its transaction, so the event
+// commits (or rolls back) together with the tokens, before the response.
+type tokenAuditStore struct {
+	Store
+	p *Provider
+}
+
+func (s tokenAuditStore) CreateAccessTokenSession(ctx context.Context, signature string, req fosite.Requester) error {
+	if err := s.Store.CreateAccessTokenSession(ctx, signature, req); err != nil {
+		return err
+	}
+	return s.p.auditAccessToken(ctx, req)
+}
+
+type tokenAuditStoreTx struct {
+	tokenAuditStore
+	storage.Transactional
+}
+
+// withTokenAudit wraps the fosite storage s (keeping its transactions).
+func withTokenAudit(s Store, p *Provider) Store {
+	a := tokenAuditStore{Store: s, p: p}
+	if tx, ok := s.(storage.Transactional); ok {
+		return tokenAuditStoreTx{a, tx}
+	}
+	return a
+}
+
+// auditAccessToken records an access token issued for req.
+func (p *Provider) auditAccessToken(ctx context.Context, req fosite.Requester) error {
+	sess := sessionOf(req)
+	typ, grant := audit.TokenIssued, "authorization_code"
+	if ar, ok := req.(fosite.AccessRequester); ok {
+		switch {
+		case ar.GetGrantTypes().ExactOne("refresh_token"):
+			typ, grant = audit.TokenRefreshed, "refresh_token"
+		case ar.GetGrantTypes().ExactOne("client_credentials"):
+			grant = "client_credentials"
+		}
+	}
+	subject := sess.GetSubject()
+	if grant == "client_credentials" {
+		subject = ""
+	}
+	return p.recorder().Record(ctx, audit.Event{
+		Type: typ, Subject: subject, Actor: clientIDOf(req), Client: clientIDOf(req),
+		RoleID: sess.SelectedRoleID, SessionHash: audit.HashSession(sess.SID),
+		Detail: map[string]any{"grant_type": grant, "aal": sess.AAL,
+			"scopes": []string(req.GetGrantedScopes()), "request": req.GetID()},
+	})
+}
+
+// newAccessResponse is NewAccessResponse, run in one store transaction for
+// the client_credentials grant (fosite opens none for it), so that the
+// token and its audit event commit together, with one commit. The other
+// grants open their own transaction inside fosite.
+func (p *Provider) newAccessResponse(ctx context.Context, ar fosite.AccessRequester) (fosite.AccessResponder, error) {
+	tx, ok := p.deps.Store.(storage.Transactional)
+	if !ok || p.deps.Audit == nil || !ar.GetGrantTypes().ExactOne("client_credentials") {
+		return p.oauth.NewAccessResponse(ctx, ar)
+	}
+	tctx, err := tx.BeginTX(ctx)
+	if err != nil {
+		return nil, fosite.ErrServerError.WithWrap(err)
+	}
+	resp, err := p.oauth.NewAccessResponse(tctx, ar)
+	if err != nil {
+		_ = tx.Rollback(tctx)
+		return nil, err
+	}
+	if err := tx.Commit(tctx); err != nil {
+		return nil, fosite.ErrServerError.WithWrap(err)
+	}
+	return resp, nil
+}
