@@ -1,0 +1,109 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/nhsid/nhsid/internal/outbound"
+)
+
+// outboundClient is the one guarded client for integrator-supplied URLs
+// (jwks_uri, back-channel logout). Dev servers and tests may reach
+// loopback; OutboundAllowPrivate lifts the deny-list altogether.
+func outboundClient(opts Options) *http.Client {
+	return outbound.New(outbound.Options{AllowLoopback: opts.Dev || opts.OutboundAllowPrivate, AllowPrivate: opts.OutboundAllowPrivate})
+}
+
+// wireLogout makes every session end (logout, RP logout, RA action,
+// account closure, expiry) go to idp, which revokes the session's tokens
+// and queues back-channel logout. federation/saml registers its own
+// listener for SAML Single Logout the same way.
+func (s *Server) wireLogout() {
+	s.Authn.OnSessionEnd(s.IDP)
+}
+
+// Intervals of the session background jobs.
+const (
+	sessionSweepInterval = time.Minute
+	gcInterval           = 10 * time.Minute
+	// gcGrace keeps expired rows a little longer, for late lookups.
+	gcGrace = time.Hour
+)
+
+// startSessionJobs runs the back-channel logout worker, the absolute-expiry
+// sweeper and the expired-token GC until ctx ends. Each is safe with
+// several replicas (SKIP LOCKED leases, job locks).
+func (s *Server) startSessionJobs(ctx context.Context) {
+	s.bgDone.Add(3)
+	go func() {
+		defer s.bgDone.Done()
+		s.IDP.RunLogoutDelivery(ctx)
+	}()
+	go func() {
+		defer s.bgDone.Done()
+		s.Authn.RunSessionSweeper(ctx, sessionSweepInterval)
+	}()
+	go func() {
+		defer s.bgDone.Done()
+		s.runGC(ctx)
+	}()
+}
+
+// oauthPurger and sessionPurger are stores that drop expired rows.
+type oauthPurger interface {
+	PurgeExpiredOAuth(ctx context.Context, before time.Time) (int, error)
+}
+
+type sessionPurger interface {
+	PurgeExpiredSessionData(ctx context.Context, before time.Time) (int, error)
+}
+
+// runGC drops expired codes, tokens, PAR requests, jtis, flows, challenges
+// and finished logout deliveries, on one replica at a time.
+func (s *Server) runGC(ctx context.Context) {
+	t := time.NewTicker(gcInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var err error
+		if l, ok := s.Store.(interface {
+			WithLock(ctx context.Context, name string, wait bool, fn func(context.Context) error) (bool, error)
+		}); ok {
+			_, err = l.WithLock(ctx, "gc", false, s.gcOnce)
+		} else {
+			err = s.gcOnce(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "gc", "err", err)
+		}
+	}
+}
+
+// gcOnce runs one GC pass.
+func (s *Server) gcOnce(ctx context.Context) error {
+	before := s.now().Add(-gcGrace)
+	n := 0
+	if p, ok := s.Store.(oauthPurger); ok {
+		m, err := p.PurgeExpiredOAuth(ctx, before)
+		if err != nil {
+			return err
+		}
+		n += m
+	}
+	if p, ok := s.Store.(sessionPurger); ok {
+		m, err := p.PurgeExpiredSessionData(ctx, before)
+		if err != nil {
+			return err
+		}
+		n += m
+	}
+	if n > 0 {
+		s.log.InfoContext(ctx, "expired rows purged", "rows", n)
+	}
+	return nil
+}
