@@ -1,0 +1,222 @@
+// Command nhsid-load is nhsid's load generator. `setup` enrols many people
+// with software authenticators and registers the clients it needs through
+// the admin API (token in NHSID_TOKEN), saving them to a state file; `run`
+// drives a running nhsid over HTTP with one or more scenarios (login,
+// client_credentials, refresh, introspect, userinfo, saml-sso, mixed), closed-loop or
+// at a fixed arrival rate, and prints throughput, latency percentiles,
+// errors by kind, the ratio to each scenario's limit and the CPU split
+// between nhsid and PostgreSQL; `limit` runs only the limit benchmarks.
+// Targets must be loopback; every run is bounded and stops by itself.
+// See docs/performance.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nhsid/nhsid/internal/loadgen"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "nhsid-load:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "nhsid-load",
+		Short:         "Load generator and limit benchmarks for a local nhsid",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(setupCmd(), runCmd(), limitCmd())
+	return root
+}
+
+func setupCmd() *cobra.Command {
+	var o loadgen.SetupOptions
+	var state string
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Enrol people with software authenticators and register the load clients",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.AdminToken = os.Getenv("NHSID_TOKEN")
+			start := time.Now()
+			st, err := loadgen.Setup(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if err := st.Save(state); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %d people, registered clients %s and %s in %s; state in %s\n",
+				len(st.Users), st.RP.ID, st.Service.ID, time.Since(start).Round(time.Millisecond), state)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.Issuer, "issuer", "http://localhost:8080", "nhsid public URL (loopback only)")
+	cmd.Flags().StringVar(&o.AdminURL, "admin", "http://127.0.0.1:8081", "nhsid admin URL (loopback only)")
+	cmd.Flags().IntVar(&o.Users, "users", 200, "people to enrol")
+	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 8, "parallel enrolments")
+	cmd.Flags().StringVar(&state, "state", "nhsid-load.json", "state file to write")
+	return cmd
+}
+
+// ints parses "8,32".
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("bad number %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func scenarios(s string) []string {
+	if s == "all" {
+		return loadgen.Scenarios
+	}
+	return strings.Split(s, ",")
+}
+
+func runCmd() *cobra.Command {
+	var (
+		state, scen, conc, jsonOut, limitDB, pgDB string
+		dur                                       time.Duration
+		rate                                      float64
+		repeat, pid                               int
+		limitMem                                  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Drive nhsid with scenarios and print the results (and ratios to the limits)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := loadgen.LoadState(state)
+			if err != nil {
+				return err
+			}
+			cs, err := ints(conc)
+			if err != nil {
+				return err
+			}
+			if repeat < 1 || repeat > 20 {
+				return errors.New("--repeat must be 1..20")
+			}
+			var probe *loadgen.CPUProbe
+			if pid > 0 || pgDB != "" {
+				probe = &loadgen.CPUProbe{PID: pid, Database: pgDB}
+			}
+			var all, medians []*loadgen.Summary
+			for _, sc := range scenarios(scen) {
+				for _, c := range cs {
+					var runs []*loadgen.Summary
+					for r := 0; r < repeat; r++ {
+						s, err := loadgen.Run(cmd.Context(), st, loadgen.Options{Scenario: sc, Concurrency: c, Duration: dur, Rate: rate, CPU: probe})
+						if err != nil {
+							return err
+						}
+						if limitDB != "" || limitMem {
+							l, err := loadgen.Limit(cmd.Context(), loadgen.LimitOptions{Op: sc, Concurrency: c, Duration: dur, DatabaseURL: limitDB})
+							if err != nil {
+								return err
+							}
+							s.Limit, s.Ratio = l, s.Throughput/l
+						}
+						fmt.Fprintf(cmd.ErrOrStderr(), "%s c=%d run %d: %.0f/s p99 %.1f ms errors %d limit %.0f/s\n",
+							sc, c, r+1, s.Throughput, s.P99ms, s.Errors, s.Limit)
+						runs = append(runs, s)
+					}
+					all = append(all, runs...)
+					medians = append(medians, loadgen.Median(runs))
+				}
+			}
+			if repeat > 1 {
+				fmt.Fprintf(cmd.OutOrStdout(), "medians of %d runs\n", repeat)
+			}
+			if err := loadgen.WriteTable(cmd.OutOrStdout(), medians); err != nil {
+				return err
+			}
+			if jsonOut != "" {
+				b, _ := json.MarshalIndent(map[string]any{"date": time.Now().UTC(), "medians": medians, "runs": all}, "", " ")
+				if err := os.WriteFile(jsonOut, b, 0o644); err != nil {
+					return err
+				}
+			}
+			for _, m := range medians {
+				if m.Errors > 0 {
+					return fmt.Errorf("%d errors", m.Errors)
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&state, "state", "nhsid-load.json", "state file from setup")
+	f.StringVar(&scen, "scenario", "all", "comma-separated scenarios, or all: "+strings.Join(loadgen.Scenarios, ", "))
+	f.StringVar(&conc, "concurrency", "8", "virtual clients (comma-separated for several runs, e.g. 8,32)")
+	f.DurationVar(&dur, "duration", 10*time.Second, "measured time per run (max 10m)")
+	f.Float64Var(&rate, "rate", 0, "open loop: fixed arrival rate per second (0: closed loop)")
+	f.IntVar(&repeat, "repeat", 1, "runs per configuration; the table shows medians")
+	f.StringVar(&limitDB, "limit-db", "", "PostgreSQL URL for the limit benchmark after each run (scratch schema, dropped)")
+	f.BoolVar(&limitMem, "limit-memory", false, "run the limit benchmark without a database (for a memory-store nhsid)")
+	f.IntVar(&pid, "pid", 0, "nhsid's process id, to measure its CPU")
+	f.StringVar(&pgDB, "pg-database", "", "nhsid's database name, to measure its PostgreSQL backends' CPU")
+	f.StringVar(&jsonOut, "json", "", "write the JSON summary to this file")
+	return cmd
+}
+
+func limitCmd() *cobra.Command {
+	var (
+		ops, conc, db string
+		dur           time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "limit",
+		Short: "Run only the limit benchmarks (the unavoidable work per operation, no HTTP)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cs, err := ints(conc)
+			if err != nil {
+				return err
+			}
+			list := strings.Split(ops, ",")
+			if ops == "all" {
+				list = append(append([]string{}, loadgen.LimitOps...), loadgen.Mixed)
+			}
+			for _, op := range list {
+				for _, c := range cs {
+					r, err := loadgen.Limit(cmd.Context(), loadgen.LimitOptions{Op: op, Concurrency: c, Duration: dur, DatabaseURL: db})
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%-20s c=%-4d %10.0f/s\n", op, c, r)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&ops, "op", "all", "comma-separated operations, or all")
+	cmd.Flags().StringVar(&conc, "concurrency", "8", "workers (comma-separated)")
+	cmd.Flags().DurationVar(&dur, "duration", 5*time.Second, "time per operation")
+	cmd.Flags().StringVar(&db, "db", "", "PostgreSQL URL (empty: in memory)")
+	return cmd
+}

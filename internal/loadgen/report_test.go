@@ -1,0 +1,47 @@
+package loadgen
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestMedian(t *testing.T) {
+	runs := []*Summary{
+		{Scenario: Login, Stats: Stats{Throughput: 10, P99ms: 30}, ErrorKinds: map[string]int{"token: 500": 1}},
+		{Scenario: Login, Stats: Stats{Throughput: 30, P99ms: 10}, ErrorKinds: map[string]int{}},
+		{Scenario: Login, Stats: Stats{Throughput: 20, P99ms: 20}, ErrorKinds: map[string]int{"token: 500": 2}},
+	}
+	m := Median(runs)
+	for _, tc := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"throughput", m.Throughput, 20},
+		{"p99", m.P99ms, 20},
+		{"errors", float64(m.ErrorKinds["token: 500"]), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Fatalf("%s = %v, want %v", tc.name, tc.got, tc.want)
+			}
+		})
+	}
+	var out bytes.Buffer
+	if err := WriteTable(&out, []*Summary{m}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "token: 500") {
+		t.Fatalf("table lacks the error kinds:\n%s", out.String())
+	}
+}
+
+func TestCPUSince(t *testing.T) {
+	before := CPUTimes{Nhsid: 1, pg: map[int]float64{10: 5, 11: 7}}
+	// Backend 11 exited, 12 is new.
+	after := CPUTimes{Nhsid: 3, pg: map[int]float64{10: 6, 12: 2}}
+	d := after.Since(before)
+	if d.Nhsid != 2 || d.Postgres != 3 {
+		t.Fatalf("since = %+v, want nhsid 2, postgres 3", d)
+	}
+}

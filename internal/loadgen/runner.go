@@ -1,0 +1,271 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Options configure one Run.
+type Options struct {
+	Scenario    string
+	Concurrency int           // virtual clients (closed loop) or the cap on requests in flight (open loop)
+	Duration    time.Duration // measured time, after preparation
+	// Rate, when > 0, is open-loop mode: iterations start at this fixed
+	// arrival rate per second whatever the latency, and latency counts from
+	// each iteration's scheduled start (so queueing shows).
+	Rate float64
+	// Transport, when set, replaces the shared HTTP transport (tests).
+	Transport http.RoundTripper
+	// CPU, when set, measures nhsid's and PostgreSQL's CPU over the run.
+	CPU *CPUProbe
+}
+
+// Stats are latency and counts for one operation.
+type Stats struct {
+	Count      int     `json:"count"`
+	Errors     int     `json:"errors"`
+	Throughput float64 `json:"throughput_per_s"`
+	P50ms      float64 `json:"p50_ms"`
+	P95ms      float64 `json:"p95_ms"`
+	P99ms      float64 `json:"p99_ms"`
+	MaxMs      float64 `json:"max_ms"`
+}
+
+// Summary is the result of one Run.
+type Summary struct {
+	Scenario    string  `json:"scenario"`
+	Mode        string  `json:"mode"` // closed or open
+	Concurrency int     `json:"concurrency"`
+	Rate        float64 `json:"rate,omitempty"`
+	Seconds     float64 `json:"seconds"`
+	Stats
+	Requests    int              `json:"http_requests"`
+	RequestRate float64          `json:"http_requests_per_s"`
+	ErrorKinds  map[string]int   `json:"errors_by_kind"`
+	Ops         map[string]Stats `json:"ops,omitempty"` // per operation (mixed)
+	Late        int              `json:"late_starts,omitempty"`
+	// Limit and Ratio are filled in when a limit benchmark ran alongside.
+	Limit float64 `json:"limit_per_s,omitempty"`
+	Ratio float64 `json:"ratio_to_limit,omitempty"`
+	// CPU used during the measured time, in cores (1.0 = one core busy).
+	NhsidCores    float64 `json:"nhsid_cores,omitempty"`
+	PostgresCores float64 `json:"postgres_cores,omitempty"`
+	LoadgenCores  float64 `json:"loadgen_cores,omitempty"`
+	// FirstError is one full error message, for diagnosis.
+	FirstError string `json:"first_error,omitempty"`
+}
+
+type sample struct {
+	op  string
+	dur time.Duration
+	err error
+}
+
+// Run drives st's nhsid with one scenario and returns its summary. It
+// prepares the virtual clients (untimed), runs for opts.Duration and
+// stops by itself.
+func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
+	if !slices.Contains(Scenarios, opts.Scenario) {
+		return nil, fmt.Errorf("loadgen: unknown scenario %q (have %v)", opts.Scenario, Scenarios)
+	}
+	if opts.Concurrency <= 0 || opts.Concurrency > MaxConcurrency {
+		return nil, fmt.Errorf("loadgen: concurrency must be 1..%d", MaxConcurrency)
+	}
+	if opts.Duration <= 0 || opts.Duration > MaxDuration {
+		return nil, fmt.Errorf("loadgen: duration must be in (0, %s]", MaxDuration)
+	}
+	if opts.Rate < 0 || opts.Rate > MaxRate {
+		return nil, fmt.Errorf("loadgen: rate must be 0..%d", MaxRate)
+	}
+	rt := opts.Transport
+	if rt == nil {
+		tr := newTransport(opts.Concurrency)
+		defer tr.CloseIdleConnections()
+		rt = tr
+	}
+	// A hard stop whatever happens: duration plus time to prepare and drain.
+	ctx, cancel := context.WithTimeout(ctx, opts.Duration+2*time.Minute)
+	defer cancel()
+	sh, err := newShared(ctx, st, rt, opts.Concurrency)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Scenario == SAMLSSO {
+		if err := sh.loadSAML(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	// Prepare the clients in parallel (bounded).
+	clients := make([]*vclient, opts.Concurrency)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		perr error
+		sem  = make(chan struct{}, 8)
+	)
+	for i := range clients {
+		c, err := sh.newClient()
+		if err != nil {
+			return nil, err
+		}
+		clients[i] = c
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := c.prepare(ctx, opts.Scenario); err != nil {
+				mu.Lock()
+				perr = errors.Join(perr, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if perr != nil {
+		return nil, fmt.Errorf("loadgen: prepare %s: %w", opts.Scenario, perr)
+	}
+
+	runCtx, stop := context.WithTimeout(ctx, opts.Duration)
+	defer stop()
+	per := make([][]sample, len(clients))
+	var cpu0 CPUTimes
+	if opts.CPU != nil {
+		cpu0 = opts.CPU.Read()
+	}
+	self0 := procCPU(os.Getpid())
+	start := time.Now()
+	late := 0
+	if opts.Rate == 0 {
+		for i, c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rnd := mrand.New(mrand.NewPCG(uint64(i), uint64(start.UnixNano())))
+				for runCtx.Err() == nil {
+					t0 := time.Now()
+					op, err := c.run(runCtx, opts.Scenario, rnd)
+					if runCtx.Err() != nil && err != nil {
+						break // cut short by the end of the run
+					}
+					per[i] = append(per[i], sample{op, time.Since(t0), err})
+				}
+			}()
+		}
+		wg.Wait()
+	} else {
+		free := make(chan int, len(clients))
+		for i := range clients {
+			free <- i
+		}
+		interval := time.Duration(float64(time.Second) / opts.Rate)
+		rnd := mrand.New(mrand.NewPCG(1, uint64(start.UnixNano())))
+	loop:
+		for n := 0; ; n++ {
+			due := start.Add(time.Duration(n) * interval)
+			if d := time.Until(due); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-runCtx.Done():
+					break loop
+				}
+			}
+			var i int
+			select {
+			case i = <-free:
+			case <-runCtx.Done():
+				break loop
+			}
+			if time.Since(due) > interval {
+				late++
+			}
+			seed := rnd.Uint64()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { free <- i }()
+				op, err := clients[i].run(runCtx, opts.Scenario, mrand.New(mrand.NewPCG(seed, 2)))
+				if runCtx.Err() != nil && err != nil {
+					return
+				}
+				per[i] = append(per[i], sample{op, time.Since(due), err})
+			}()
+		}
+		wg.Wait()
+	}
+	elapsed := time.Since(start)
+	var cpu1 CPUTimes
+	if opts.CPU != nil {
+		cpu1 = opts.CPU.Read()
+	}
+	self1 := procCPU(os.Getpid())
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("loadgen: run: %w", ctx.Err())
+	}
+
+	s := &Summary{Scenario: opts.Scenario, Mode: "closed", Concurrency: opts.Concurrency, Rate: opts.Rate,
+		Seconds: elapsed.Seconds(), ErrorKinds: map[string]int{}, Ops: map[string]Stats{}, Late: late}
+	if opts.Rate > 0 {
+		s.Mode = "open"
+	}
+	cpu := cpu1.Since(cpu0)
+	s.NhsidCores = cpu.Nhsid / elapsed.Seconds()
+	s.PostgresCores = cpu.Postgres / elapsed.Seconds()
+	s.LoadgenCores = (self1 - self0) / elapsed.Seconds()
+	var all []time.Duration
+	byOp := map[string][]time.Duration{}
+	opErr := map[string]int{}
+	for _, ss := range per {
+		for _, x := range ss {
+			all = append(all, x.dur)
+			byOp[x.op] = append(byOp[x.op], x.dur)
+			if x.err != nil {
+				s.ErrorKinds[ErrorKind(x.err)]++
+				opErr[x.op]++
+				if s.FirstError == "" {
+					s.FirstError = x.err.Error()
+				}
+			}
+		}
+	}
+	for _, c := range clients {
+		s.Requests += c.reqs
+	}
+	s.RequestRate = float64(s.Requests) / elapsed.Seconds()
+	s.Stats = stats(all, elapsed)
+	for _, n := range s.ErrorKinds {
+		s.Errors += n
+	}
+	for op, d := range byOp {
+		o := stats(d, elapsed)
+		o.Errors = opErr[op]
+		s.Ops[op] = o
+	}
+	return s, nil
+}
+
+func stats(d []time.Duration, elapsed time.Duration) Stats {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	st := Stats{Count: len(d), Throughput: float64(len(d)) / elapsed.Seconds()}
+	if len(d) == 0 {
+		return st
+	}
+	q := func(p float64) float64 {
+		i := int(p*float64(len(d))+0.5) - 1
+		i = max(0, min(i, len(d)-1))
+		return ms(d[i])
+	}
+	st.P50ms, st.P95ms, st.P99ms, st.MaxMs = q(0.50), q(0.95), q(0.99), ms(d[len(d)-1])
+	return st
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,0 +1,158 @@
+package loadgen
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/nhsid/nhsid/internal/config"
+	"github.com/nhsid/nhsid/internal/server"
+	"github.com/nhsid/nhsid/internal/testdb"
+)
+
+// startServer runs nhsid in-process on loopback (memory or postgres) and
+// returns its public and admin URLs and the admin token.
+func startServer(t testing.TB, backend string) (issuer, adminURL, token string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	issuer = "http://localhost:" + port
+	secret := func() string {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		return base64.StdEncoding.EncodeToString(b)
+	}
+	cfg := config.Defaults()
+	cfg.Issuer = issuer
+	cfg.Listen = "127.0.0.1:" + port
+	cfg.Secrets = config.Secrets{GlobalSecret: secret(), ClientSecretPepper: secret(), KeyEncryptionKey: secret()}
+	cfg.Admin.BootstrapToken = "load-admin-" + secret()
+	cfg.Keys.Prepublish = 0
+	// A load generator on loopback is exempt from the per-IP rate limits
+	// (internal/ratelimit), as an operator would configure it.
+	cfg.RateLimits.Exempt = []string{"127.0.0.0/8", "::1/128"}
+	dev := true
+	if backend == "postgres" {
+		cfg.Database.URL = testdb.URL(t)
+		dev = false
+	}
+	srv, err := server.New(context.Background(), server.Options{Config: cfg, Dev: dev,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
+	}
+	srv.Start()
+	pub := httptest.NewUnstartedServer(srv.PublicHandler())
+	pub.Listener.Close()
+	pub.Listener = ln
+	pub.Start()
+	adm := httptest.NewServer(srv.AdminHandler())
+	t.Cleanup(func() {
+		pub.Close()
+		adm.Close()
+		srv.Close()
+	})
+	return issuer, adm.URL, cfg.Admin.BootstrapToken
+}
+
+// TestSmoke runs every scenario briefly against an in-process nhsid, on
+// both stores, and asserts only that there were no errors (never speed).
+func TestSmoke(t *testing.T) {
+	for _, backend := range []string{"memory", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			issuer, adminURL, token := startServer(t, backend)
+			ctx := context.Background()
+			st, err := Setup(ctx, SetupOptions{Issuer: issuer, AdminURL: adminURL, AdminToken: token, Users: 12})
+			if err != nil {
+				t.Fatalf("setup: %v", err)
+			}
+			// The state survives a save and load.
+			path := t.TempDir() + "/state.json"
+			if err := st.Save(path); err != nil {
+				t.Fatal(err)
+			}
+			if st, err = LoadState(path); err != nil {
+				t.Fatal(err)
+			}
+			d := 2 * time.Second
+			if backend == "postgres" {
+				d = time.Second
+			}
+			for _, sc := range Scenarios {
+				for _, rate := range []float64{0, 20} {
+					if rate > 0 && sc != Mixed && sc != Login {
+						continue
+					}
+					name := sc
+					if rate > 0 {
+						name += "/open"
+					}
+					t.Run(name, func(t *testing.T) {
+						s, err := Run(ctx, st, Options{Scenario: sc, Concurrency: 4, Duration: d, Rate: rate})
+						if err != nil {
+							t.Fatalf("run: %v", err)
+						}
+						if s.Errors != 0 || s.Count == 0 {
+							t.Fatalf("%d iterations, errors %v; first: %s", s.Count, s.ErrorKinds, s.FirstError)
+						}
+					})
+				}
+			}
+		})
+	}
+}
+
+func TestCheckLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"http://localhost:8080", true},
+		{"http://127.0.0.1:8080", true},
+		{"http://[::1]:8080", true},
+		{"https://127.0.0.2", true},
+		{"http://10.0.0.1:8080", false},
+		{"https://nhsid.example.nhs.uk", false},
+		{"ftp://localhost", false},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			if err := CheckLoopback(tc.url); (err == nil) != tc.ok {
+				t.Fatalf("CheckLoopback(%q) = %v, want ok=%v", tc.url, err, tc.ok)
+			}
+		})
+	}
+}
+
+// TestLimit runs each limit benchmark briefly, in memory and on
+// PostgreSQL, asserting only that it runs without error.
+func TestLimit(t *testing.T) {
+	for _, backend := range []string{"memory", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			db := ""
+			if backend == "postgres" {
+				db = testdb.URL(t)
+			}
+			for _, op := range append(LimitOps, Mixed) {
+				t.Run(op, func(t *testing.T) {
+					r, err := Limit(context.Background(), LimitOptions{Op: op, Concurrency: 4, Duration: 300 * time.Millisecond, DatabaseURL: db})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r <= 0 {
+						t.Fatalf("limit %v", r)
+					}
+					t.Logf("%s: %.0f/s", op, r)
+				})
+			}
+		})
+	}
+}
