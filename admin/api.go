@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nhsid/nhsid/audit"
+	"github.com/nhsid/nhsid/federation/saml"
 	"github.com/nhsid/nhsid/idp"
 	"github.com/nhsid/nhsid/internal/apierror"
 	"github.com/nhsid/nhsid/policy"
@@ -40,6 +42,17 @@ type API struct {
 	// BootstrapToken, when set, is accepted as an operator credential.
 	BootstrapToken string
 	Log            *slog.Logger
+	// Audit records every change; nil records nothing.
+	Audit audit.Recorder
+	// AuditStore serves GET /admin/v1/audit; nil answers 404.
+	AuditStore audit.Store
+	// SAMLProviders is the SAML SP registry; nil answers 404.
+	SAMLProviders saml.Store
+	// Sessions ends a person's sessions (sessions.go); nil answers 404.
+	Sessions SessionEnder
+	// Lockouts unlocks people locked out after failed sign-ins
+	// (unlock.go); nil answers 404.
+	Lockouts Unlocker
 }
 
 const maxBody = 1 << 20
@@ -56,6 +69,11 @@ func (a *API) Mount(mux *http.ServeMux) {
 	mux.Handle("POST /admin/v1/clients", a.auth(a.createClient))
 	mux.Handle("GET /admin/v1/clients", a.auth(a.listClients))
 	mux.Handle("GET /admin/v1/clients/{id}", a.auth(a.getClient))
+	a.mountRA(mux)
+	a.mountSAML(mux)
+	a.mountSessions(mux)
+	a.mountUnlock(mux)
+	mux.Handle("GET /admin/v1/audit", a.auth(a.listAudit))
 	mux.Handle("/admin/", a.auth(func(w http.ResponseWriter, r *http.Request, _ actor) error {
 		return apierror.New(http.StatusNotFound, "not_found", "No such admin endpoint.", nil)
 	}))
@@ -166,7 +184,7 @@ type list[T any] struct {
 	NextCursor string `json:"next_cursor,omitempty"`
 }
 
-func (a *API) createOrganisation(w http.ResponseWriter, r *http.Request, _ actor) error {
+func (a *API) createOrganisation(w http.ResponseWriter, r *http.Request, who actor) error {
 	var in struct {
 		Code       string `json:"code"`
 		Name       string `json:"name"`
@@ -177,6 +195,9 @@ func (a *API) createOrganisation(w http.ResponseWriter, r *http.Request, _ actor
 	}
 	o, err := a.Policy.CreateOrganisation(r.Context(), policy.Organisation{Code: in.Code, Name: in.Name, ParentCode: in.ParentCode})
 	if err != nil {
+		return err
+	}
+	if err := a.auditChange(r.Context(), who, "organisation", o.Code, "", o.Code, nil, o); err != nil {
 		return err
 	}
 	return reply(w, http.StatusCreated, o)
@@ -217,7 +238,7 @@ type personIn struct {
 	Registrations    map[string]string `json:"registrations"`
 }
 
-func (a *API) createPerson(w http.ResponseWriter, r *http.Request, _ actor) error {
+func (a *API) createPerson(w http.ResponseWriter, r *http.Request, who actor) error {
 	var in personIn
 	if err := decode(r, &in); err != nil {
 		return err
@@ -227,6 +248,9 @@ func (a *API) createPerson(w http.ResponseWriter, r *http.Request, _ actor) erro
 		DisplayName: in.DisplayName, Email: in.Email, IDAssuranceLevel: in.IDAssuranceLevel, Registrations: in.Registrations,
 	})
 	if err != nil {
+		return err
+	}
+	if err := a.auditChange(r.Context(), who, "person", p.UID, p.UID, "", nil, p); err != nil {
 		return err
 	}
 	return reply(w, http.StatusCreated, p)
@@ -267,6 +291,9 @@ func (a *API) createInvite(w http.ResponseWriter, r *http.Request, who actor) er
 	}
 	code, url, exp, err := a.Invites.IssueInvite(r.Context(), uid, who.ID)
 	if err != nil {
+		return err
+	}
+	if err := a.auditChange(r.Context(), who, "invite", uid, uid, "", nil, map[string]any{"expires_at": exp.UTC()}); err != nil {
 		return err
 	}
 	return reply(w, http.StatusCreated, map[string]any{"code": code, "url": url, "expires_at": exp.UTC()})

@@ -84,10 +84,20 @@ func (s *Service) renderAccount(w http.ResponseWriter, r *http.Request, sess *Se
 			Revoked: !c.RevokedAt.IsZero(), ThisLogin: string(c.ID) == string(sess.CredentialID),
 		})
 	}
+	sessions, err := s.sessionViews(r.Context(), sess)
+	if err != nil {
+		s.renderError(w, r, http.StatusServiceUnavailable, "Sorry, there is a problem with the service", "Try again later.")
+		return
+	}
+	decisions, err := s.RecentRiskDecisions(r.Context(), sess.PersonUID)
+	if err != nil {
+		s.log.WarnContext(r.Context(), "account: recent sign-ins", "err", err)
+	}
 	securityHeaders(w)
 	s.render(w, r, status, "account", pageData{
 		Title: "Your security keys", Name: (&waUser{person: p}).WebAuthnDisplayName(),
-		Credentials: views, CSRF: s.csrfToken(r), Error: errMsg, Notice: okMsg, SessionAAL: sess.AAL,
+		Credentials: views, Sessions: sessions, CSRF: s.csrfToken(r), Error: errMsg, Notice: okMsg, SessionAAL: sess.AAL,
+		SignIns: riskViews(decisions),
 	})
 }
 
@@ -199,6 +209,10 @@ func (s *Service) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	}); err != nil {
+		s.renderAccount(w, r, sess, http.StatusServiceUnavailable, "The security key could not be removed. Try again.", "")
+		return
+	}
+	if err := s.auditCredentialRevoked(r.Context(), sess, &c); err != nil {
 		s.renderAccount(w, r, sess, http.StatusServiceUnavailable, "The security key could not be removed. Try again.", "")
 		return
 	}

@@ -346,11 +346,13 @@ func TestStepUp(t *testing.T) {
 		t.Fatalf("step-up finish: %d %s", r.status, r.body)
 	}
 	second := b.session(t)
-	if second.AAL != 3 || second.SID == first.SID {
+	// The SSO session goes on under the same sid (its tokens and apps stay
+	// tied to it); the previous cookie's session row is ended.
+	if second.AAL != 3 || second.SID != first.SID || string(second.IDHash) == string(first.IDHash) {
 		t.Fatalf("after step-up: %+v", second)
 	}
-	old, err := h.store.GetSessionBySID(context.Background(), first.SID)
-	if err != nil || old.EndedAt.IsZero() {
+	old, err := h.store.GetSession(context.Background(), first.IDHash)
+	if err != nil || old.EndedAt.IsZero() || old.SID == first.SID {
 		t.Fatalf("previous session not ended: %+v %v", old, err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/nhsid/nhsid/audit"
+	"github.com/nhsid/nhsid/internal/ratelimit"
 	"github.com/nhsid/nhsid/policy"
 )
 
@@ -156,4 +158,12 @@ type Deps struct {
 	// Rand is the source of ids, cookies and invite codes; nil means
 	// crypto/rand.
 	Rand io.Reader
+	// Audit records sign-in events; nil records nothing.
+	Audit audit.Recorder
+	// Limiter slows down and locks out repeated failed sign-ins per
+	// person (shared across replicas); nil limits nothing.
+	Limiter *ratelimit.Limiter
+	// Risk evaluates each sign-in in context (risk.go); nil evaluates
+	// nothing.
+	Risk *Risk
 }

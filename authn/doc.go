@@ -8,4 +8,24 @@
 //	idp /oauth2/authorize ──StartFlow──▶ /login?flow=ID ──▶ /webauthn/login/begin
 //	      ▲                                                  /webauthn/login/finish
 //	      └──────────── Flow.ResumeURL ◀── session cookie set ──┘
+//
+// Ending sessions (endsession.go). Every way a session ends — POST /logout,
+// RP-initiated logout (idp), the account page, an RA or leaver
+// (EndPersonSessions), a browser taken over by another person, and absolute
+// expiry (RunSessionSweeper) — goes through EndSession, which marks the
+// session ended once and then calls every registered SessionEndListener
+// with the ended Session and the reason (End* constants). An idle timeout
+// ends nothing: it only stops SSO reuse, and RPs are not told.
+//
+//	EndSession(sid, reason) ──▶ session.EndedAt set (once) ──▶ audit "logout"
+//	        └──▶ for each OnSessionEnd listener: SessionEnded(ctx, session, reason)
+//	               idp:             revoke the session's tokens, queue back-channel logout
+//	               federation/saml: send SAML LogoutRequests to the session's SPs
+//
+// A listener joins by implementing SessionEndListener (or SessionEndFunc)
+// and being registered in internal/server with Service.OnSessionEnd. It runs
+// synchronously inside the logout, so it must only queue work (never call
+// an RP inline), and it logs its own errors. Parties that took part in a
+// session are recorded as SessionParticipant rows (Kind "oidc" or "saml")
+// through ParticipantStore; the account page lists them as the apps used.
 package authn

@@ -289,6 +289,10 @@ func (s *Service) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("store credential: %w", err))
 		return
 	}
+	if err := s.auditCredentialAdded(ctx, g, &c); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	s.log.Info("credential registered", "person", c.PersonUID, "credential", b64url(c.ID),
 		"aal", d.AAL, "reason", d.Reason, "aaguid", aaguidString(c.AAGUID), "format", att.Format,
 		"via_invite", g.invite != "")

@@ -86,6 +86,7 @@ func (s *Service) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	opts = append(opts, s.riskStepUpOptions(r, f)...)
 	assertion, sd, err := s.wa.BeginDiscoverableLogin(opts...)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("begin login: %w", err))
@@ -131,6 +132,7 @@ func (s *Service) takeChallenge(r *http.Request, key string) (webauthn.SessionDa
 // answers {"redirect"}.
 func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	w = s.auditSigninFailures(w, r)
 	f, err := s.LoadFlow(r, r.URL.Query().Get("flow"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -159,6 +161,8 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var refused error
+	var limited *limitRefusal
+	var personUID string // set once the user handle names a real person
 	handler := func(rawID, userHandle []byte) (webauthn.User, error) {
 		if len(userHandle) == 0 || len(userHandle) > 64 {
 			return nil, errors.New("bad user handle")
@@ -166,6 +170,13 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		u, err := s.loadUser(ctx, string(userHandle))
 		if err != nil {
 			return nil, err
+		}
+		personUID = u.person.UID
+		if lr, err := s.checkPerson(ctx, personUID); err != nil {
+			return nil, err
+		} else if lr != nil {
+			limited = lr
+			return nil, lr.err
 		}
 		if u.person.Status == policy.StatusClosed {
 			refused = apierror.New(http.StatusForbidden, "invalid_credential",
@@ -175,6 +186,10 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		return u, nil
 	}
 	user, cred, err := s.wa.ValidatePasskeyLogin(handler, sd, parsed)
+	if limited != nil {
+		s.failLimited(w, r, limited)
+		return
+	}
 	if refused != nil {
 		s.fail(w, r, refused)
 		return
@@ -188,6 +203,7 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		s.personFailed(ctx, personUID)
 		s.fail(w, r, errInvalidCredential(err))
 		return
 	}
@@ -201,6 +217,7 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("sign-in refused: signature counter did not advance (possible cloned authenticator)",
 			"person", u.person.UID, "credential", b64url(cred.ID),
 			"stored_count", stored.SignCount, "presented_count", parsed.Response.AuthenticatorData.Counter)
+		s.personFailed(ctx, u.person.UID)
 		s.fail(w, r, errInvalidCredential(errors.New("signature counter regression")))
 		return
 	}
@@ -210,6 +227,11 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 			fmt.Errorf("credential aal %d < flow min %d", stored.AAL, f.MinAAL)))
 		return
 	}
+	rk, ok := s.riskGate(w, r, f, u.person.UID, stored)
+	if !ok {
+		return
+	}
+	ctx = rk.auditContext(ctx)
 	now := s.now()
 	data, err := json.Marshal(cred)
 	if err != nil {
@@ -229,6 +251,7 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	prev, _ := s.CurrentSession(r) // for the audit: a step-up replaces it
 	sess, err := s.startSession(w, r, stored)
 	if err != nil {
 		s.fail(w, r, err)
@@ -242,6 +265,12 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("update flow: %w", err))
 		return
 	}
+	if err := s.auditSignin(ctx, f, prev, &sess, &stored); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.personSucceeded(ctx, u.person.UID)
+	s.riskLearn(ctx, rk)
 	s.log.Info("sign-in", "person", u.person.UID, "aal", sess.AAL, "sid", sess.SID, "credential", b64url(cred.ID))
 	writeJSON(w, map[string]string{"redirect": resumeURL(f.ResumeURL, f.ID)})
 }

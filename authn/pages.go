@@ -16,12 +16,15 @@ type pageData struct {
 	Invite      string
 	Name        string
 	Credentials []credentialView
+	Sessions    []sessionView
 	CSRF        string
 	SessionAAL  int
 	Error       string
 	Notice      string
 	Heading     string
 	Message     string
+	// SignIns are recent sign-ins with their risk reasons (risk.go).
+	SignIns []riskView
 }
 
 // render writes a page; a template failure is logged (the page is

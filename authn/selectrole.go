@@ -148,6 +148,7 @@ func (s *Service) handleSelectRolePage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) renderSelectRole(w http.ResponseWriter, r *http.Request, status int, f *Flow, all []roleOption, q, msg string) {
+	allowFormRedirect(w, f)
 	data := selectRolePage{Title: "Choose a role", FlowID: f.ID, CSRF: s.csrfToken(r), Total: len(all),
 		Search: len(all) > roleSearchThreshold, Error: msg}
 	data.Roles = all

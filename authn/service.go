@@ -15,7 +15,9 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 
+	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/internal/apierror"
+	"github.com/nhsid/nhsid/internal/ratelimit"
 	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/web"
 )
@@ -31,6 +33,12 @@ type Service struct {
 	rand   io.Reader
 	wa     *webauthn.WebAuthn
 	policy *assurancePolicy
+	ends   listeners // SessionEndListeners (endsession.go)
+	audit  audit.Recorder
+	// limiter tracks failed sign-ins per person (ratelimit.go).
+	limiter *ratelimit.Limiter
+	// risk is the contextual sign-in risk engine (risk.go); nil: off.
+	risk *Risk
 }
 
 // maxBody caps the size of a ceremony request body.
@@ -46,7 +54,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Store == nil || deps.People == nil {
 		return nil, errors.New("authn: Store and People are required")
 	}
-	s := &Service{cfg: cfg, store: deps.Store, people: deps.People, log: deps.Log, now: deps.Now, rand: deps.Rand}
+	s := &Service{cfg: cfg, store: deps.Store, people: deps.People, log: deps.Log, now: deps.Now, rand: deps.Rand, audit: deps.Audit, limiter: deps.Limiter, risk: deps.Risk}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -97,6 +105,7 @@ func (s *Service) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /account/credentials/{id}/name", s.handleRename)
 	mux.HandleFunc("POST /account/credentials/{id}/revoke", s.handleRevoke)
 	mux.HandleFunc("POST /logout", s.handleLogout)
+	mux.HandleFunc("POST /account/sessions/{sid}/end", s.handleEndSession)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", web.Static()))
 }
 
@@ -184,10 +193,12 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// securityHeaders sets the headers every authn page carries.
+// securityHeaders sets the headers every authn page carries. A page whose
+// form ends an OIDC flow widens form-action to the relying party's origin
+// (allowFormRedirect).
 func securityHeaders(w http.ResponseWriter) {
 	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self' https://assets.nhs.uk; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer")

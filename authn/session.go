@@ -77,8 +77,17 @@ func (s *Service) lifetimes(aal int) (absolute, idle time.Duration) {
 // browser's previous session and sets the cookie.
 func (s *Service) startSession(w http.ResponseWriter, r *http.Request, cred Credential) (Session, error) {
 	ctx := r.Context()
+	// sid stays that of the browser's session when the same person signs
+	// in again (idle timeout, step-up), so the SSO session goes on.
+	sid := ""
 	if prev, err := s.CurrentSession(r); err == nil && prev != nil {
-		if err := s.endSession(ctx, prev.IDHash, "replaced"); err != nil {
+		if prev.PersonUID != cred.PersonUID {
+			// Another person on the same browser (a shared ward PC): the
+			// first one's apps must be told.
+			if err := s.endStored(ctx, *prev, EndReplaced); err != nil {
+				return Session{}, err
+			}
+		} else if sid, err = s.continueSession(ctx, *prev); err != nil {
 			return Session{}, err
 		}
 	}
@@ -86,9 +95,10 @@ func (s *Service) startSession(w http.ResponseWriter, r *http.Request, cred Cred
 	if err != nil {
 		return Session{}, fmt.Errorf("start session: %w", err)
 	}
-	sid, err := s.randomToken(16)
-	if err != nil {
-		return Session{}, fmt.Errorf("start session: %w", err)
+	if sid == "" {
+		if sid, err = s.randomToken(16); err != nil {
+			return Session{}, fmt.Errorf("start session: %w", err)
+		}
 	}
 	now := s.now()
 	abs, idle := s.lifetimes(cred.AAL)
@@ -106,22 +116,6 @@ func (s *Service) startSession(w http.ResponseWriter, r *http.Request, cred Cred
 	}
 	s.setCookie(w, sessionCookie, raw, int(abs.Seconds()))
 	return sess, nil
-}
-
-// endSession marks a session ended.
-func (s *Service) endSession(ctx context.Context, idHash []byte, reason string) error {
-	now := s.now()
-	_, err := s.store.UpdateSession(ctx, idHash, func(x *Session) error {
-		if x.EndedAt.IsZero() {
-			x.EndedAt = now
-			x.EndReason = reason
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("end session: %w", err)
-	}
-	return nil
 }
 
 // csrfToken is the per-session value that forms carry: a MAC of a fixed
@@ -144,13 +138,13 @@ func (s *Service) checkCSRF(r *http.Request) bool {
 	return want != "" && hmac.Equal([]byte(want), []byte(got))
 }
 
-// handleLogout ends the browser's session and clears the cookie. Logout
-// across relying parties is the provider's job (RP-initiated logout). A
+// handleLogout ends the browser's session (EndSession: listeners revoke
+// its tokens and tell its relying parties) and clears the cookie. A
 // cross-site POST carries no SameSite=Lax cookie, so it cannot end anyone's
 // session.
 func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if sess, err := s.CurrentSession(r); err == nil && sess != nil {
-		if err := s.endSession(r.Context(), sess.IDHash, "logout"); err != nil {
+		if err := s.endStored(r.Context(), *sess, EndLogout); err != nil {
 			s.renderError(w, r, http.StatusInternalServerError, "Sign out failed", "Something went wrong on our side. Try again.")
 			return
 		}

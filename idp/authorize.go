@@ -183,7 +183,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	forceLogin := prompt.Has("login") || (hasMaxAge && maxAge == 0)
-	usable := sess != nil && p.deps.Authn.Usable(sess, now) && sess.AAL >= acr.MinAAL && !forceLogin
+	usable := sess != nil && p.deps.Authn.Usable(sess, now) && sess.AAL >= acr.MinAAL && !forceLogin && !clientIdle(client, sess, now)
 	if usable && hasMaxAge {
 		authTime := sess.AuthTime.UTC().Truncate(time.Second)
 		if authTime.Add(time.Duration(maxAge) * time.Second).Before(requestedAt) {
@@ -191,6 +191,9 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			forceLogin = true
 		}
 	}
+	// preAuth is a usable session that still needs a role choice: the
+	// flow below starts authenticated and goes to the selection page.
+	var preAuth *authn.Session
 	if usable {
 		// Clock skew between replicas must not put auth_time after the
 		// request (fosite then refuses prompt=none).
@@ -201,7 +204,23 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 			return
 		}
-		p.issue(w, r, ar, client, sess, acr, requestedAt, sess.SelectedRoleID)
+		out, err := p.decideRole(ctx, client, sess.PersonUID, ar.GetRequestedScopes(), "", sess.SelectedRoleID)
+		if err != nil {
+			p.writeAuthorizeError(ctx, w, ar, serverErr(err))
+			return
+		}
+		if out.Denied {
+			p.denyAccess(w, r, ar, client)
+			return
+		}
+		if !out.NeedChoice {
+			p.issue(w, r, ar, client, sess, acr, requestedAt, out.RoleID)
+			return
+		}
+		preAuth = sess
+	}
+	if prompt.Has("none") && preAuth != nil {
+		p.writeAuthorizeError(ctx, w, ar, fosite.ErrInteractionRequired.WithHint("The user must choose a role."))
 		return
 	}
 	if prompt.Has("none") {
@@ -218,7 +237,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		// Remember the PAR origin so resume does not repeat the per-client check.
 		stored.Set("nhsid_par", "1")
 	}
-	loginURL, err := p.deps.Authn.StartFlow(w, r, authn.Flow{
+	newFlow := authn.Flow{
 		Kind:        "oidc",
 		ClientID:    client.ID,
 		Request:     stored.Encode(),
@@ -227,9 +246,22 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		ForceLogin:  forceLogin,
 		LoginHint:   form.Get("login_hint"),
 		ResumeURL:   PathResume,
-	})
+	}
+	if preAuth != nil {
+		newFlow.SessionSID, newFlow.AuthenticatedAt = preAuth.SID, preAuth.AuthTime
+	}
+	loginURL, err := p.deps.Authn.StartFlow(w, r, newFlow)
 	if err != nil {
 		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	if preAuth != nil {
+		lu, err := url.Parse(loginURL)
+		if err != nil {
+			p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+			return
+		}
+		http.Redirect(w, r, selectRoleURL(lu.Query().Get("flow")), http.StatusFound)
 		return
 	}
 	http.Redirect(w, r, loginURL, http.StatusFound)
@@ -293,15 +325,29 @@ func (p *Provider) handleResume(w http.ResponseWriter, r *http.Request) {
 		p.writeAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("A fresh sign-in was required."))
 		return
 	}
+	// prompt=login (a fresh sign-in) asks for the role again.
+	sessionRole := sess.SelectedRoleID
+	if flow.ForceLogin {
+		sessionRole = ""
+	}
+	out, err := p.decideRole(ctx, client, sess.PersonUID, ar.GetRequestedScopes(), flow.SelectedRoleID, sessionRole)
+	if err != nil {
+		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
+		return
+	}
+	if out.NeedChoice {
+		http.Redirect(w, r, selectRoleURL(flow.ID), http.StatusFound)
+		return
+	}
 	if err := p.deps.Authn.FinishFlow(ctx, flow.ID); err != nil {
 		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}
-	role := flow.SelectedRoleID
-	if role == "" {
-		role = sess.SelectedRoleID
+	if out.Denied {
+		p.denyAccess(w, r, ar, client)
+		return
 	}
-	p.issue(w, r, ar, client, sess, acr, flow.RequestedAt, role)
+	p.issue(w, r, ar, client, sess, acr, flow.RequestedAt, out.RoleID)
 }
 
 // issue completes an authorize request for an authenticated session.
@@ -319,6 +365,10 @@ func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.Autho
 	}
 	if person.Status == policy.StatusClosed {
 		p.writeAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The account is closed."))
+		return
+	}
+	if err := policy.CheckEnvironment(person, client.Environment); err != nil {
+		p.writeAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("This account cannot sign in to this application's environment.").WithWrap(err))
 		return
 	}
 	for _, s := range ar.GetRequestedScopes() {
@@ -347,6 +397,14 @@ func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.Autho
 		return
 	}
 	resp.AddParameter("iss", p.cfg.Issuer)
+	if err := p.auditCode(ctx, ar, sess); err != nil {
+		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	if err := p.recordParticipant(ctx, as.SID, client.ID); err != nil {
+		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
+		return
+	}
 	p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 

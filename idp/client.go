@@ -34,6 +34,10 @@ type Client struct {
 	RequiredAAL        int      `json:"nhsid_required_aal,omitempty"`
 	AllowedRoles       []string `json:"nhsid_allowed_roles,omitempty"`
 	RequiredActivities []string `json:"nhsid_required_activities,omitempty"`
+	// IdleTimeout (seconds), when set, is a short idle timeout for this
+	// client (shared ward tablets): a session idle longer than this is not
+	// reused for it, and the next authorize re-authenticates.
+	IdleTimeout int `json:"nhsid_idle_timeout,omitempty"`
 	// Environment is "production" (default) or "sandbox".
 	Environment string `json:"nhsid_environment,omitempty"`
 

@@ -51,6 +51,9 @@ type Config struct {
 	// KeyReloadInterval is how often Run reloads keys from the store (default 1m).
 	KeyReloadInterval time.Duration
 
+	// Logout tunes back-channel logout delivery (backchannel.go).
+	Logout LogoutConfig
+
 	// Dev relaxes key pre-publication.
 	Dev bool
 }

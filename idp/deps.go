@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/authn"
 	"github.com/nhsid/nhsid/policy"
 )
@@ -44,4 +45,12 @@ type Deps struct {
 	// Claims are the scope-claim sources for userinfo; nil means the
 	// built-in one (DefaultClaims).
 	Claims []ClaimSource
+	// Audit records protocol events; nil records nothing.
+	Audit audit.Recorder
+	// Roles, when set, drives role selection and per-client access rules
+	// (allowed roles, required activities). *policy.Service implements it.
+	Roles RoleSource
+	// Outbound is the guarded client for calls to integrator-supplied URLs
+	// (jwks_uri, back-channel logout); nil builds internal/outbound's default.
+	Outbound *http.Client
 }

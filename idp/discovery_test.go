@@ -54,7 +54,7 @@ func TestMountMethods(t *testing.T) {
 	}{
 		{http.MethodPost, idp.PathDiscovery, http.StatusMethodNotAllowed},
 		{http.MethodGet, idp.PathToken, http.StatusMethodNotAllowed},
-		{http.MethodGet, "/oauth2/logout", http.StatusNotFound},
+		{http.MethodPut, idp.PathLogout, http.StatusMethodNotAllowed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {

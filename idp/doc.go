@@ -19,5 +19,9 @@
 // Files: provider.go (New, Mount, token/introspect/revoke/PAR), authorize.go
 // (authorize, resume, acr), session.go (fosite session), keys.go (keys,
 // rotation, JWKS, signer), claims.go (scope claims), userinfo.go,
-// register.go (client registration, secret hasher), discovery.go.
+// register.go (client registration, secret hasher), discovery.go,
+// logout.go (end_session_endpoint: RP-initiated logout with id_token_hint,
+// confirmation page, post_logout_redirect_uri), backchannel.go (the
+// authn.SessionEndListener that revokes a session's tokens and queues
+// logout_tokens; the durable delivery worker with backoff), logoutstore.go.
 package idp

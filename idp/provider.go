@@ -32,6 +32,7 @@ const (
 	PathIntrospect = "/oauth2/introspect"
 	PathRevoke     = "/oauth2/revoke"
 	PathPAR        = "/oauth2/par"
+	PathLogout     = "/oauth2/logout"
 )
 
 // parURIPrefix is the prefix of PAR request_uri values.
@@ -48,6 +49,7 @@ type Provider struct {
 	hasher SecretHasher
 	keys   *keySet
 	claims []ClaimSource
+	logout *logoutState // back-channel logout (backchannel.go)
 
 	discovery []byte
 }
@@ -73,6 +75,7 @@ func New(cfg Config, deps Deps) (*Provider, error) {
 		p.claims = []ClaimSource{DefaultClaims{}}
 	}
 	p.hasher = SecretHasher{Pepper: cfg.SecretPepper}
+	p.logout = newLogoutState(cfg.Logout, deps.Outbound)
 
 	fc := &fosite.Config{
 		AccessTokenLifespan:            cfg.AccessTokenTTL,
@@ -95,7 +98,7 @@ func New(cfg Config, deps Deps) (*Provider, error) {
 		RefreshTokenScopes:              []string{},
 		JWTScopeClaimKey:                jwt.JWTScopeFieldString,
 		ClientSecretsHasher:             p.hasher,
-		JWKSFetcherStrategy:             fosite.NewDefaultJWKSFetcherStrategy(),
+		JWKSFetcherStrategy:             jwksFetcher(p.logout.http),
 		MinParameterEntropy:             fosite.MinParameterEntropy,
 		PushedAuthorizeRequestURIPrefix: parURIPrefix,
 		PushedAuthorizeContextLifespan:  cfg.PARTTL,
@@ -114,7 +117,7 @@ func New(cfg Config, deps Deps) (*Provider, error) {
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: p.fcfg},
 		Signer:                     signer,
 	}
-	st := fositeStorage(deps.Store)
+	st := withTokenAudit(fositeStorage(deps.Store), p)
 	p.oauth = fosite.NewOAuth2Provider(st, p.fcfg)
 	for _, factory := range []compose.Factory{
 		compose.OAuth2AuthorizeExplicitFactory,
@@ -172,6 +175,8 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+PathIntrospect, p.gate(p.handleIntrospect))
 	mux.HandleFunc("POST "+PathRevoke, p.gate(p.handleRevoke))
 	mux.HandleFunc("POST "+PathPAR, p.gate(p.handlePAR))
+	mux.HandleFunc("GET "+PathLogout, p.handleLogout)
+	mux.HandleFunc("POST "+PathLogout, p.handleLogout)
 }
 
 // OAuth2Provider exposes the composed fosite provider (for logout and
@@ -225,6 +230,7 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.log.InfoContext(ctx, "token request rejected", "err", err)
+		p.auditTokenRefused(ctx, r, ar, err)
 		p.oauth.WriteAccessError(ctx, w, ar, err)
 		return
 	}
@@ -246,7 +252,7 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	resp, err := p.oauth.NewAccessResponse(ctx, ar)
+	resp, err := p.newAccessResponse(ctx, ar)
 	if err != nil {
 		if unavailable(err) {
 			writeUnavailable(w)
@@ -270,6 +276,11 @@ func (p *Provider) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		p.oauth.WriteIntrospectionError(ctx, w, err)
 		return
 	}
+	if err := p.auditIntrospection(ctx, r, ir); err != nil {
+		p.log.ErrorContext(ctx, "introspect: audit", "err", err)
+		p.oauth.WriteIntrospectionError(ctx, w, fosite.ErrServerError.WithWrap(err))
+		return
+	}
 	p.oauth.WriteIntrospectionResponse(ctx, w, ir)
 }
 
@@ -279,6 +290,10 @@ func (p *Provider) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	if err != nil && unavailable(err) {
 		writeUnavailable(w)
 		return
+	}
+	if aerr := p.auditRevoke(ctx, r, err); aerr != nil {
+		p.log.ErrorContext(ctx, "revoke: audit", "err", aerr)
+		err = fosite.ErrServerError.WithWrap(aerr)
 	}
 	p.oauth.WriteRevocationResponse(ctx, w, err)
 }

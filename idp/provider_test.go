@@ -370,6 +370,10 @@ func TestNewValidatesConfig(t *testing.T) {
 func TestAuthorizeCodeFlow(t *testing.T) {
 	e := newEnv(t)
 	person := e.person()
+	// A sandbox client signs in test accounts only (policy.CheckEnvironment).
+	if _, err := e.store.UpdatePerson(context.Background(), person.UID, func(p *policy.Person) error { p.TestAccount = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
 	c, sec := e.webClient(func(c *idp.Client) { c.Environment = "sandbox" })
 
 	// No session: off to the login page with a flow.

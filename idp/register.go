@@ -121,6 +121,9 @@ func ValidateClient(c *Client) []string {
 	if c.AccessTokenFormat != "" && c.AccessTokenFormat != "opaque" && c.AccessTokenFormat != "jwt" {
 		add("nhsid_access_token_format must be opaque or jwt")
 	}
+	if c.IdleTimeout < 0 {
+		add("nhsid_idle_timeout must be a number of seconds, 0 or more")
+	}
 	if c.Environment != "" && c.Environment != "sandbox" && c.Environment != "production" {
 		add("nhsid_environment must be sandbox or production")
 	}
@@ -192,6 +195,9 @@ func (p *Provider) RegisterClient(ctx context.Context, c *Client) (string, error
 			return "", apierror.New(http.StatusConflict, "invalid_client_metadata", "A client with this client_id already exists.", err)
 		}
 		return "", fmt.Errorf("create client: %w", err)
+	}
+	if err := p.auditClientRegistered(ctx, c); err != nil {
+		return "", err
 	}
 	return secret, nil
 }

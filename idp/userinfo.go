@@ -69,6 +69,11 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims["sub"] = person.UID
+	if err := p.auditUserinfo(ctx, ar); err != nil {
+		p.log.ErrorContext(ctx, "userinfo: audit", "err", err)
+		http.Error(w, `{"error":"server_error"}`, http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(claims)

@@ -35,8 +35,15 @@ type Person struct {
 	// "gdc", "rcn", "gmp", "gdp", "consultant") to the person's number.
 	Registrations map[string]string `json:"registrations,omitempty"`
 	Status        string            `json:"status"`
-	CreatedAt     time.Time         `json:"created_at"`
-	UpdatedAt     time.Time         `json:"updated_at"`
+	// Integrator marks a relying-party integrator (onboarding): not NHS
+	// staff, never holds positions, never signs in to a production client.
+	Integrator bool `json:"integrator,omitempty"`
+	// TestAccount marks a test person: signs in only to sandbox clients.
+	TestAccount bool `json:"test_account,omitempty"`
+	// Reviewer may review relying-party applications (onboarding).
+	Reviewer  bool      `json:"reviewer,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Store is the persistence policy needs.

@@ -202,6 +202,9 @@ func (s *Service) AssignPosition(ctx context.Context, actor Actor, uid string, i
 	if person.Status != StatusActive {
 		probs = append(probs, "uid: the account is closed")
 	}
+	if person.Integrator {
+		probs = append(probs, "uid: an integrator account cannot hold positions")
+	}
 	if _, err := s.Store.GetOrganisation(ctx, in.OrgCode); errors.Is(err, store.ErrNotFound) {
 		probs = append(probs, "org_code: no such organisation")
 	} else if err != nil {

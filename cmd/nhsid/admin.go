@@ -121,7 +121,10 @@ it is never taken on the command line. Output is the API's JSON.`,
 		&cobra.Command{Use: "get ID", Short: "Show a client", Args: cobra.ExactArgs(1),
 			RunE: run(http.MethodGet, func(a []string) string { return "/admin/v1/clients/" + url.PathEscape(a[0]) }, nil)})
 
+	people.AddCommand(peopleRACommands(client)...)
 	cmd.AddCommand(orgs, people, invites, clients)
+	cmd.AddCommand(raCommands(client)...)
+	cmd.AddCommand(samlCommand(client))
 	return cmd
 }
 

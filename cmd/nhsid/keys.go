@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/nhsid/nhsid/idp"
 	"github.com/nhsid/nhsid/internal/server"
 )
 
@@ -17,7 +20,7 @@ func keysCmd() *cobra.Command {
 		Use:   "keys",
 		Short: "Manage token-signing keys (against the configured database)",
 		Long: `Manage token-signing keys in the configured database. Every replica picks up
-a change within a minute. A rotated-in key is published in JWKS for
+a change within keys.reload_interval (1 m by default). A rotated-in key is published in JWKS for
 keys.prepublish (1 h) before it signs; the key it replaces stays published until
 every token it signed has expired.`,
 	}
@@ -58,6 +61,34 @@ every token it signed has expired.`,
 				return err
 			}
 			defer s.Close()
+			return printKeys(cmd.Context(), cmd.OutOrStdout(), s)
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "revoke KID",
+		Short: "Emergency: revoke a signing key now (it leaves JWKS; tokens it signed stop validating)",
+		Long: `Revoke a compromised signing key at once. It leaves JWKS immediately on this
+process and on every replica at its next key reload (keys.reload_interval), and
+tokens it signed stop validating at introspection and userinfo. If it was
+signing, a successor signs immediately without pre-publication. This is the
+operator's emergency path: it needs no second approval and is audited as such.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			actor := "operator:cli"
+			if u := os.Getenv("USER"); u != "" {
+				actor = "operator:cli:" + u
+			}
+			if _, err := s.IDP.RevokeKey(cmd.Context(), args[0], actor); err != nil {
+				if errors.Is(err, idp.ErrKeyNotFound) {
+					return usageErr(err)
+				}
+				return err
+			}
 			return printKeys(cmd.Context(), cmd.OutOrStdout(), s)
 		},
 	})

@@ -37,7 +37,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("config", os.Getenv("NHSID_CONFIG"), "path of the YAML config file (env NHSID_CONFIG)")
-	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), adminCmd(), keysCmd())
+	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), adminCmd(), keysCmd(), auditCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "nhsid:", err)
 		var ee *exitError

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nhsid/nhsid/audit"
@@ -104,6 +105,9 @@ type Handler struct {
 	cfg  Config
 	deps Deps
 	log  *slog.Logger
+	// slo is the back-channel Single Logout sender, once made
+	// (slo_backchannel.go).
+	slo atomic.Pointer[BackchannelLogout]
 }
 
 // New validates cfg and deps.

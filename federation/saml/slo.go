@@ -113,6 +113,12 @@ func (h *Handler) handleSLOContinue(w http.ResponseWriter, r *http.Request) {
 	h.logout(w, r, &pl)
 }
 
+// sessionEnder is authn.Service's global session end (every listener is
+// told); without it the session is only marked ended.
+type sessionEnder interface {
+	EndSession(ctx context.Context, sid, reason string) error
+}
+
 // logout ends the browser's session when it belongs to the NameID, and
 // answers the SP with a signed LogoutResponse.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, pl *pendingLogout) {
@@ -126,6 +132,13 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, pl *pendingLogo
 	if sess != nil {
 		if sess.PersonUID != pl.NameID {
 			status, sub = crewjam.StatusRequester, "urn:oasis:names:tc:SAML:2.0:status:UnknownPrincipal"
+		} else if ender, ok := h.deps.Authn.(sessionEnder); ok {
+			// The global path: revokes the session's tokens and tells the
+			// other OIDC and SAML participants (and audits the logout).
+			if err := ender.EndSession(ctx, sess.SID, authn.EndLogout); err != nil {
+				h.refuseRequest(w, r, unavailable(err), "")
+				return
+			}
 		} else if h.deps.Sessions != nil {
 			now := h.now()
 			_, err := h.deps.Sessions.UpdateSession(ctx, sess.IDHash, func(s *authn.Session) error {

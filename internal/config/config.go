@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/nhsid/nhsid/internal/ratelimit"
 )
 
 // Knobs are the environment variables nhsid reads by name. Everything else
@@ -29,6 +31,8 @@ var Knobs = map[string]string{
 	"NHSID_MIGRATE_DATABASE_URL": "PostgreSQL URL with DDL rights, used by `nhsid migrate` and auto_migrate (overrides database.migrate_url)",
 	"NHSID_ADMIN_TOKEN":          "bootstrap admin bearer token (overrides admin.bootstrap_token)",
 	"NHSID_TOKEN":                "bearer token the `nhsid admin` CLI sends",
+	"NHSID_AUDIT_SIGNING_KEY":    "base64 Ed25519 seed that signs audit checkpoints (read by the audit package)",
+	"NHSID_PPROF":                "1 serves /debug/pprof/ on the admin listener",
 }
 
 // Config is the whole configuration.
@@ -51,6 +55,10 @@ type Config struct {
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	Log            Log      `yaml:"log"`
+	// RateLimits are the request rates and lockouts (internal/ratelimit).
+	RateLimits ratelimit.Config `yaml:"rate_limits"`
+	// Risk configures the contextual sign-in risk engine (risk.go).
+	Risk Risk `yaml:"risk"`
 }
 
 // Database settings.
@@ -59,6 +67,15 @@ type Database struct {
 	MigrateURL  string `yaml:"migrate_url"`
 	AutoMigrate bool   `yaml:"auto_migrate"`
 	MaxConns    int32  `yaml:"max_conns"`
+	// ConnectTimeout bounds opening one connection (default 5s).
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// RequestTimeout bounds the database work of one request, including
+	// waiting for a pooled connection; past it the request fails with 503
+	// temporarily_unavailable (default 5s).
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// StatementTimeout, when set, is PostgreSQL's statement_timeout for
+	// the serving pool.
+	StatementTimeout time.Duration `yaml:"statement_timeout"`
 }
 
 // Secrets: each is base64 (std or URL) or hex, at least 32 bytes decoded, or
@@ -102,6 +119,10 @@ type Keys struct {
 	Algorithm        string        `yaml:"algorithm"`
 	RotationInterval time.Duration `yaml:"rotation_interval"`
 	Prepublish       time.Duration `yaml:"prepublish"`
+	// ReloadInterval is how often each replica reloads keys from the
+	// database, so a key rotated or revoked on one replica reaches all of
+	// them within it (default 1m).
+	ReloadInterval time.Duration `yaml:"reload_interval"`
 }
 
 // Lifetime of a session at one AAL.
@@ -137,7 +158,7 @@ func Defaults() Config {
 	return Config{
 		Listen:      ":8080",
 		AdminListen: "127.0.0.1:8081",
-		Database:    Database{MaxConns: 20},
+		Database:    Database{MaxConns: 20, ConnectTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second},
 		WebAuthn:    WebAuthn{RPName: "nhsid"},
 		Tokens: Tokens{
 			AccessTokenTTL:  time.Hour,
@@ -146,7 +167,7 @@ func Defaults() Config {
 			RefreshTokenTTL: 12 * time.Hour,
 			RefreshGrace:    5 * time.Second,
 		},
-		Keys: Keys{Algorithm: "RS256", RotationInterval: 90 * 24 * time.Hour, Prepublish: time.Hour},
+		Keys: Keys{Algorithm: "RS256", RotationInterval: 90 * 24 * time.Hour, Prepublish: time.Hour, ReloadInterval: time.Minute},
 		Sessions: Sessions{
 			AAL3: Lifetime{Absolute: 12 * time.Hour, Idle: 15 * time.Minute},
 			AAL2: Lifetime{Absolute: 12 * time.Hour, Idle: 30 * time.Minute},
@@ -273,6 +294,17 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if c.Keys.Prepublish < 0 {
 		add("keys.prepublish: must not be negative")
+	}
+	if c.Keys.ReloadInterval < 0 {
+		add("keys.reload_interval: must not be negative")
+	}
+	if c.Database.ConnectTimeout < 0 || c.Database.RequestTimeout < 0 || c.Database.StatementTimeout < 0 {
+		add("database: timeouts must not be negative")
+	}
+	if err := c.RateLimits.WithDefaults().Validate(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			add("%s", line)
+		}
 	}
 	if c.Sessions.AAL3.Idle > c.Sessions.AAL3.Absolute || c.Sessions.AAL2.Idle > c.Sessions.AAL2.Absolute {
 		add("sessions: idle timeout must not exceed the absolute lifetime")

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	fedsaml "github.com/nhsid/nhsid/federation/saml"
 	"github.com/nhsid/nhsid/internal/outbound"
 )
 
@@ -18,9 +19,11 @@ func outboundClient(opts Options) *http.Client {
 // wireLogout makes every session end (logout, RP logout, RA action,
 // account closure, expiry) go to idp, which revokes the session's tokens
 // and queues back-channel logout. federation/saml registers its own
-// listener for SAML Single Logout the same way.
-func (s *Server) wireLogout() {
+// listener for SAML Single Logout (SOAP back-channel LogoutRequests)
+// the same way.
+func (s *Server) wireLogout(opts Options) {
 	s.Authn.OnSessionEnd(s.IDP)
+	s.Authn.OnSessionEnd(s.SAML.BackchannelLogout(outboundClient(opts), fedsaml.SLOConfig{}))
 }
 
 // Intervals of the session background jobs.

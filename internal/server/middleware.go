@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nhsid/nhsid/audit"
 )
 
 type ctxKey int
@@ -70,6 +72,9 @@ type instrument struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	listener string
+	// inner, when set, wraps the mux inside the request context (rate
+	// limits and request deadlines; limits.go).
+	inner func(http.Handler) http.Handler
 }
 
 func newMetrics(reg prometheus.Registerer) (*prometheus.CounterVec, *prometheus.HistogramVec) {
@@ -96,6 +101,7 @@ func (m *instrument) wrap(mux *http.ServeMux) http.Handler {
 		ip := m.clientIP(r)
 		ctx := context.WithValue(r.Context(), requestIDKey, id)
 		ctx = context.WithValue(ctx, clientIPKey, ip)
+		ctx = audit.WithRequest(ctx, audit.RequestInfo{RequestID: id, IP: ip, UserAgent: r.UserAgent()})
 		r = r.WithContext(ctx)
 		w.Header().Set("X-Request-Id", id)
 		if m.maxBody > 0 && r.Body != nil {
@@ -128,7 +134,11 @@ func (m *instrument) wrap(mux *http.ServeMux) http.Handler {
 				slog.Int("status", status), slog.Int("bytes", sw.bytes), slog.Duration("duration", d),
 				slog.String("client_ip", ip), slog.String("listener", m.listener))
 		}()
-		mux.ServeHTTP(sw, r)
+		var h http.Handler = mux
+		if m.inner != nil {
+			h = m.inner(mux)
+		}
+		h.ServeHTTP(sw, r)
 	})
 }
 

@@ -15,29 +15,16 @@ func roleClaimSources(roles idp.RoleSource) []idp.ClaimSource {
 	return []idp.ClaimSource{idp.DefaultClaims{}, idp.RoleClaims{Roles: roles}}
 }
 
-// endAccess ends every live SSO session of a person and revokes the tokens
-// issued in them. policy calls it for leavers (last position ended) and
-// closed accounts.
+// endAccess ends every live SSO session of a person through
+// authn.EndSession, whose listeners revoke the tokens issued in them and
+// tell their relying parties (back-channel logout, SAML SLO). policy calls
+// it for leavers (last position ended) and closed accounts.
 func (s *Server) endAccess(ctx context.Context, uid, reason string) error {
-	sessions, err := s.Store.ListSessions(ctx, uid)
+	n, err := s.Authn.EndPersonSessions(ctx, uid, authn.EndAccountClosed)
 	if err != nil {
-		return fmt.Errorf("list sessions: %w", err)
+		return fmt.Errorf("end sessions: %w", err)
 	}
-	now := s.now()
-	for _, sess := range sessions {
-		if _, err := s.Store.UpdateSession(ctx, sess.IDHash, func(x *authn.Session) error {
-			if x.EndedAt.IsZero() {
-				x.EndedAt, x.EndReason = now, reason
-			}
-			return nil
-		}); err != nil {
-			return fmt.Errorf("end session: %w", err)
-		}
-		if _, err := s.Store.RevokeBySession(ctx, sess.SID); err != nil {
-			return fmt.Errorf("revoke tokens: %w", err)
-		}
-	}
-	s.log.InfoContext(ctx, "access ended", "person", uid, "reason", reason, "sessions", len(sessions))
+	s.log.InfoContext(ctx, "access ended", "person", uid, "reason", reason, "sessions", n)
 	return nil
 }
 

@@ -14,8 +14,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"net/url"
+	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -25,22 +28,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nhsid/nhsid/admin"
+	"github.com/nhsid/nhsid/admin/console"
+	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/authn"
+	fedsaml "github.com/nhsid/nhsid/federation/saml"
 	"github.com/nhsid/nhsid/idp"
 	"github.com/nhsid/nhsid/internal/config"
+	"github.com/nhsid/nhsid/internal/ratelimit"
 	"github.com/nhsid/nhsid/migrations"
+	"github.com/nhsid/nhsid/onboarding"
 	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/store"
 	"github.com/nhsid/nhsid/store/memory"
 	"github.com/nhsid/nhsid/store/postgres"
+	"github.com/nhsid/nhsid/web"
 )
 
 // Store is every storage interface the server needs, as both adapters
 // implement it.
 type Store interface {
 	policy.Store
+	policy.RBACStore
 	authn.Store
 	idp.Store
+	audit.Store
+	fedsaml.Store
+	onboarding.Store
 }
 
 // Options configure New.
@@ -54,20 +67,32 @@ type Options struct {
 	Now func() time.Time
 	// OutboundAllowPrivate lets tests point jwks_uri and similar at loopback.
 	OutboundAllowPrivate bool
+	// NoAudit wires no audit recorder (for the audit on/off benchmark only).
+	NoAudit bool
+	// GeoIP replaces the configured GeoIP file of the risk engine (tests).
+	GeoIP policy.GeoIP
 }
 
 // Server is a wired nhsid.
 type Server struct {
-	cfg      config.Config
-	dev      bool
-	log      *slog.Logger
-	now      func() time.Time
-	pool     *pgxpool.Pool // nil for the memory store
-	Store    Store
-	Policy   *policy.Service
-	Authn    *authn.Service
-	IDP      *idp.Provider
-	Admin    *admin.API
+	cfg    config.Config
+	dev    bool
+	log    *slog.Logger
+	now    func() time.Time
+	pool   *pgxpool.Pool // nil for the memory store
+	Store  Store
+	Policy *policy.Service
+	Authn  *authn.Service
+	IDP    *idp.Provider
+	Admin  *admin.API
+	SAML   *fedsaml.Handler
+	Audit  *audit.Log    // records events
+	Sealer *audit.Sealer // chains and checkpoints them (Start)
+	// Limiter holds request rates and lockouts, shared by replicas
+	// through the store (internal/ratelimit).
+	Limiter *ratelimit.Limiter
+	// Risk is the sign-in risk engine (risk.go); nil when disabled.
+	Risk     *authn.Risk
 	registry *prometheus.Registry
 
 	public http.Handler
@@ -122,6 +147,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 			pcfg.MaxConns = cfg.Database.MaxConns
 		}
 		pcfg.ConnConfig.ConnectTimeout = 5 * time.Second
+		if cfg.Database.ConnectTimeout > 0 {
+			pcfg.ConnConfig.ConnectTimeout = cfg.Database.ConnectTimeout
+		}
+		if cfg.Database.StatementTimeout > 0 {
+			pcfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(cfg.Database.StatementTimeout.Milliseconds())
+		}
 		pcfg.HealthCheckPeriod = 5 * time.Second
 		pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 		if err != nil {
@@ -137,6 +168,26 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.Store = postgres.New(pool)
 	}
 
+	s.Audit = audit.NewLog(s.Store, audit.Options{Now: now})
+	var rec audit.Recorder = s.Audit
+	if opts.NoAudit {
+		rec = nil
+	}
+	auditKey, ephemeral, err := audit.SigningKeyFromEnv(opts.Dev)
+	if err != nil {
+		log.Warn("audit checkpoints disabled: no signing key", "env", audit.EnvSigningKey)
+	} else if ephemeral {
+		log.Warn("audit checkpoints signed with an ephemeral key (dev)")
+	}
+	s.Sealer = &audit.Sealer{Store: s.Store, Key: auditKey, Log: log, Now: now}
+
+	if rs, ok := s.Store.(ratelimit.Store); ok {
+		if s.Limiter, err = ratelimit.New(cfg.RateLimits, rs, now, log); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+
 	issuer, _ := url.Parse(cfg.Issuer)
 	origins := cfg.WebAuthn.Origins
 	if len(origins) == 0 {
@@ -148,6 +199,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 
 	s.Policy = &policy.Service{Store: s.Store, Now: now, Rand: rand.Reader}
+	if s.Risk, err = buildRisk(cfg.Risk, opts.GeoIP, s.Store, log); err != nil {
+		s.Close()
+		return nil, err
+	}
 	s.Authn, err = authn.New(authn.Config{
 		RPID:            rpID,
 		RPDisplayName:   cfg.WebAuthn.RPName,
@@ -163,7 +218,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		MDSRootCert:     cfg.WebAuthn.MDSRootCert,
 		TrustAnchors:    cfg.WebAuthn.TrustAnchors,
 		AAGUIDAllowList: cfg.WebAuthn.AAGUIDAllowList,
-	}, authn.Deps{Store: s.Store, People: s.Store, Log: log, Now: now, Rand: rand.Reader})
+	}, authn.Deps{Store: s.Store, People: s.Store, Log: log, Now: now, Rand: rand.Reader, Audit: rec, Limiter: s.Limiter, Risk: s.Risk})
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("authn: %w", err)
@@ -186,13 +241,23 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		KeyAlg:              cfg.Keys.Algorithm,
 		KeyRotationInterval: cfg.Keys.RotationInterval,
 		KeyPrePublish:       prepublish,
+		KeyReloadInterval:   cfg.Keys.ReloadInterval,
 		Dev:                 opts.Dev,
-	}, idp.Deps{Store: s.Store, People: s.Store, Authn: s.Authn, Log: log, Now: now, Ready: s.storeReady})
+	}, idp.Deps{Store: s.Store, People: s.Store, Authn: s.Authn, Log: log, Now: now, Ready: s.storeReady, Audit: rec,
+		Claims: roleClaimSources(s.Policy), Roles: s.Policy, Outbound: outboundClient(opts)})
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("idp: %w", err)
 	}
+	s.SAML, err = fedsaml.New(fedsaml.Config{Issuer: cfg.Issuer}, fedsaml.Deps{Store: s.Store, Pending: s.Store, Sessions: s.Store,
+		Authn: s.Authn, People: s.Store, Roles: s.Policy, Signing: s.IDP, Audit: rec, Log: log, Now: now})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("saml: %w", err)
+	}
 
+	s.Policy.EndAccess = s.endAccess
+	s.wireLogout(opts)
 	s.Admin = &admin.API{
 		Policy:         s.Policy,
 		Invites:        s.Authn,
@@ -200,6 +265,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		ClientStore:    s.Store,
 		BootstrapToken: cfg.Admin.BootstrapToken,
 		Log:            log,
+		Audit:          rec,
+		AuditStore:     s.Store,
+		SAMLProviders:  s.Store,
+		Lockouts:       s.Limiter,
+		Sessions:       s.Authn,
 	}
 
 	var trusted []netip.Prefix
@@ -212,23 +282,56 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	pub := http.NewServeMux()
 	pub.HandleFunc("GET /healthz", s.healthz)
 	pub.HandleFunc("GET /readyz", s.readyz)
+	pub.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/images/favicon.ico"
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		web.Static().ServeHTTP(w, r2)
+	})
 	s.IDP.Mount(pub)
 	s.Authn.Mount(pub)
+	s.Authn.MountSelectRole(pub)
+	// The RA web console calls the same service layer in-process, as the
+	// signed-in RA (DESIGN.md, Admin authority).
+	(&console.Console{Sessions: s.Authn, Invites: s.Authn, Policy: s.Policy, Credentials: s.Store,
+		Audit: rec, Log: log, Now: now, SecureCookies: s.Authn.Config().SecureCookies}).Mount(pub)
+	s.SAML.Mount(pub)
+	// Relying-party onboarding (issue 10): integrator and reviewer pages
+	// on the public listener, the operator's API on the admin listener.
+	onb := &onboarding.Service{Store: s.Store, Policy: s.Policy, Clients: s.IDP, ClientStore: s.Store, Invites: s.Authn,
+		Mailer: onboarding.LogMailer{Log: log}, Audit: rec, Log: log, PublicURL: cfg.Issuer, Now: now, Rand: rand.Reader}
+	(&onboarding.Pages{Service: onb, Sessions: s.Authn, SecureCookies: s.Authn.Config().SecureCookies}).Mount(pub)
 	if opts.Dev {
 		if err := s.seedDemo(ctx, pub); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("demo data: %w", err)
 		}
+		if err := s.seedDemoRoles(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("demo roles: %w", err)
+		}
 	}
-	pubInst := &instrument{log: log, trusted: trusted, maxBody: 1 << 20, requests: reqs, latency: lat, listener: "public"}
+	pubInst := &instrument{log: log, trusted: trusted, maxBody: 1 << 20, requests: reqs, latency: lat, listener: "public",
+		inner: s.limitAndBound}
 	s.public = securityHeaders(pubInst.wrap(pub), issuer.Scheme == "https")
 
 	adm := http.NewServeMux()
 	adm.HandleFunc("GET /healthz", s.healthz)
 	adm.HandleFunc("GET /readyz", s.readyz)
 	adm.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	if os.Getenv("NHSID_PPROF") == "1" {
+		// Profiling for docs/performance.md, on the private admin listener
+		// only, with mutex and block profiles sampled.
+		runtime.SetMutexProfileFraction(20)
+		runtime.SetBlockProfileRate(int(50 * time.Microsecond))
+		adm.HandleFunc("/debug/pprof/", pprof.Index)
+		adm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		adm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	s.Admin.Mount(adm)
-	admInst := &instrument{log: log, trusted: trusted, maxBody: 4 << 20, requests: reqs, latency: lat, listener: "admin"}
+	(&onboarding.AdminAPI{Service: onb, OperatorToken: cfg.Admin.BootstrapToken}).Mount(adm)
+	admInst := &instrument{log: log, trusted: trusted, maxBody: 4 << 20, requests: reqs, latency: lat, listener: "admin",
+		inner: s.limitAndBound}
 	s.admin = securityHeaders(admInst.wrap(adm), false)
 	return s, nil
 }
@@ -247,6 +350,22 @@ func (s *Server) Start() {
 	go func() {
 		defer s.bgDone.Done()
 		s.IDP.Run(ctx)
+	}()
+	s.bgDone.Add(1)
+	go func() {
+		defer s.bgDone.Done()
+		s.Sealer.Run(ctx)
+	}()
+	s.startSessionJobs(ctx)
+	s.bgDone.Add(1)
+	go func() {
+		defer s.bgDone.Done()
+		purgeRiskProfiles(ctx, s.Risk, s.now, s.log)
+	}()
+	s.bgDone.Add(1)
+	go func() {
+		defer s.bgDone.Done()
+		s.purgeRateLimits(ctx)
 	}()
 }
 

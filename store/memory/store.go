@@ -16,6 +16,17 @@ type Store struct {
 
 	core  coreState  // policy and authn aggregates, clients, keys (core.go)
 	oauth oauthState // fosite token storage (oauth.go)
+	saml  samlState  // SAML service providers, request IDs, participants (saml.go)
+	// jobLocks serialises named background jobs (locks.go).
+	jobLocks sync.Map
+	rbac     rbacState   // role catalogue, positions, identity checks (rbac.go)
+	audit    auditState  // audit trail, own lock (audit.go)
+	logout   logoutState // session participants, logout queue, own lock (logout.go)
+	rates    rateState   // rate limits and lockouts, own lock (ratelimit.go)
+	risk     riskState   // sign-in risk profiles, own lock (risk.go)
+	// onboarding holds relying-party sign-ups and applications, own lock
+	// (onboarding.go).
+	onboarding onboardingState
 }
 
 // New returns an empty store.
@@ -23,5 +34,6 @@ func New() *Store {
 	s := &Store{now: time.Now}
 	s.core.init()
 	s.oauth.init()
+	s.rbac.init()
 	return s
 }

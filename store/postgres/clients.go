@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,26 +20,45 @@ import (
 const clientColumns = `id, metadata, secret_hash, rotated_secret_hashes, disabled, created_at, updated_at`
 
 func scanClient(row pgx.Row) (*idp.Client, error) {
-	var (
-		id      string
-		meta    []byte
-		c       idp.Client
-		rotated [][]byte
-	)
-	if err := row.Scan(&id, &meta, &c.SecretHash, &rotated, &c.Disabled,
-		scanTime(&c.CreatedAt), scanTime(&c.UpdatedAt)); err != nil {
+	r, err := scanClientRow(row)
+	if err != nil {
 		return nil, err
 	}
+	return r.client()
+}
+
+// clientRow is a clients row as scanned, before decoding (clientcache.go
+// keeps these).
+type clientRow struct {
+	id      string
+	meta    []byte
+	c       idp.Client // SecretHash, Disabled, CreatedAt, UpdatedAt
+	rotated [][]byte
+}
+
+func scanClientRow(row pgx.Row) (*clientRow, error) {
+	var r clientRow
+	if err := row.Scan(&r.id, &r.meta, &r.c.SecretHash, &r.rotated, &r.c.Disabled,
+		scanTime(&r.c.CreatedAt), scanTime(&r.c.UpdatedAt)); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// client decodes r into a new client that shares nothing with r.
+func (r *clientRow) client() (*idp.Client, error) {
 	out := new(idp.Client)
-	if err := json.Unmarshal(meta, out); err != nil {
+	if err := json.Unmarshal(r.meta, out); err != nil {
 		return nil, fmt.Errorf("decode client metadata: %w", err)
 	}
-	out.ID = id
-	out.SecretHash = c.SecretHash
-	out.RotatedSecretHashes = noEmpty(rotated)
-	out.Disabled = c.Disabled
-	out.CreatedAt = c.CreatedAt
-	out.UpdatedAt = c.UpdatedAt
+	out.ID = r.id
+	out.SecretHash = bytes.Clone(r.c.SecretHash)
+	for _, h := range noEmpty(r.rotated) {
+		out.RotatedSecretHashes = append(out.RotatedSecretHashes, bytes.Clone(h))
+	}
+	out.Disabled = r.c.Disabled
+	out.CreatedAt = r.c.CreatedAt
+	out.UpdatedAt = r.c.UpdatedAt
 	return out, nil
 }
 
@@ -66,6 +86,7 @@ func (s *Store) CreateClient(ctx context.Context, c *idp.Client) error {
 	if err != nil {
 		return fmt.Errorf("create client %s: %w", c.ID, err)
 	}
+	s.clients.forget(c.ID)
 	_, err = s.db(ctx).Exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`, args...)
 	if err != nil {
 		return fmt.Errorf("create client %s: %w", c.ID, translate(err))
@@ -77,11 +98,18 @@ func (s *Store) CreateClient(ctx context.Context, c *idp.Client) error {
 // a *idp.Client, or an error that is both fosite.ErrNotFound and
 // store.ErrNotFound.
 func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
-	c, err := s.getClient(ctx, s.db(ctx), id, "")
-	if err != nil {
-		return nil, err
+	if r := s.clients.get(id); r != nil {
+		return r.client()
 	}
-	return c, nil
+	r, err := scanClientRow(s.db(ctx).QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, clientNotFound(id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get client %q: %w", id, translate(err))
+	}
+	s.clients.put(r)
+	return r.client()
 }
 
 func (s *Store) getClient(ctx context.Context, q querier, id, lock string) (*idp.Client, error) {
@@ -97,6 +125,8 @@ func (s *Store) getClient(ctx context.Context, q querier, id, lock string) (*idp
 
 // UpdateClient implements idp.ClientStore (row locked while fn runs).
 func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*idp.Client) error) (*idp.Client, error) {
+	s.clients.forget(id)
+	defer s.clients.forget(id)
 	var c *idp.Client
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var err error

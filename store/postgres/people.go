@@ -53,13 +53,14 @@ func (s *Store) ListOrganisations(ctx context.Context, after string, limit int) 
 }
 
 const personColumns = `uid, title, given_name, middle_names, family_name, display_name, email,
-	id_assurance_level, registrations, status, created_at, updated_at`
+	id_assurance_level, registrations, status, created_at, updated_at, integrator, test_account, reviewer`
 
 func scanPerson(row pgx.Row) (policy.Person, error) {
 	var p policy.Person
 	var regs []byte
 	err := row.Scan(&p.UID, &p.Title, &p.GivenName, &p.MiddleNames, &p.FamilyName, &p.DisplayName, &p.Email,
-		&p.IDAssuranceLevel, &regs, &p.Status, scanTime(&p.CreatedAt), scanTime(&p.UpdatedAt))
+		&p.IDAssuranceLevel, &regs, &p.Status, scanTime(&p.CreatedAt), scanTime(&p.UpdatedAt),
+		&p.Integrator, &p.TestAccount, &p.Reviewer)
 	if err != nil {
 		return policy.Person{}, err
 	}
@@ -90,9 +91,10 @@ func (s *Store) CreatePerson(ctx context.Context, p policy.Person) error {
 		return fmt.Errorf("create person %s: %w", p.UID, err)
 	}
 	_, err = s.db(ctx).Exec(ctx, `INSERT INTO people (`+personColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		p.UID, p.Title, p.GivenName, p.MiddleNames, p.FamilyName, p.DisplayName, p.Email,
-		p.IDAssuranceLevel, regs, p.Status, nullTime(p.CreatedAt), nullTime(p.UpdatedAt))
+		p.IDAssuranceLevel, regs, p.Status, nullTime(p.CreatedAt), nullTime(p.UpdatedAt),
+		p.Integrator, p.TestAccount, p.Reviewer)
 	if err != nil {
 		return fmt.Errorf("create person %s: %w", p.UID, translate(err))
 	}
@@ -128,10 +130,12 @@ func (s *Store) UpdatePerson(ctx context.Context, uid string, fn func(*policy.Pe
 		}
 		p, err = scanPerson(tx.QueryRow(ctx, `UPDATE people SET title = $2, given_name = $3, middle_names = $4,
 			family_name = $5, display_name = $6, email = $7, id_assurance_level = $8,
-			registrations = $9, status = $10, created_at = $11, updated_at = $12
+			registrations = $9, status = $10, created_at = $11, updated_at = $12,
+			integrator = $13, test_account = $14, reviewer = $15
 			WHERE uid = $1 RETURNING `+personColumns,
 			uid, p.Title, p.GivenName, p.MiddleNames, p.FamilyName, p.DisplayName, p.Email,
-			p.IDAssuranceLevel, regs, p.Status, nullTime(p.CreatedAt), nullTime(p.UpdatedAt)))
+			p.IDAssuranceLevel, regs, p.Status, nullTime(p.CreatedAt), nullTime(p.UpdatedAt),
+			p.Integrator, p.TestAccount, p.Reviewer))
 		if err != nil {
 			return fmt.Errorf("update person %s: %w", uid, translate(err))
 		}

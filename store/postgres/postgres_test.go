@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/fosite"
 
+	"github.com/nhsid/nhsid/audit"
+	"github.com/nhsid/nhsid/federation/saml"
 	"github.com/nhsid/nhsid/internal/testdb"
 	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/store"
@@ -55,4 +57,16 @@ func TestPostgresUnavailable(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPostgresAuditConformance(t *testing.T) {
+	storetest.RunAuditTests(t, func(t *testing.T) audit.Store { return postgres.New(testdb.Pool(t)) })
+}
+
+func TestPostgresSAMLConformance(t *testing.T) {
+	storetest.RunSAMLTests(t, func(t *testing.T) saml.Store { return postgres.New(testdb.Pool(t)) })
+}
+
+func TestPostgresLogoutConformance(t *testing.T) {
+	storetest.RunLogoutTests(t, func(t *testing.T) storetest.LogoutStore { return postgres.New(testdb.Pool(t)) })
 }

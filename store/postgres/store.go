@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -19,11 +21,12 @@ import (
 
 // Store is the PostgreSQL store.
 type Store struct {
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	clients *clientCache // recently read clients (clientcache.go)
 }
 
 // New wraps a pool. The schema must already be migrated.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool, clients: newClientCache()} }
 
 // Pool returns the underlying pool (for health checks).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -83,6 +86,13 @@ func translate(err error) error {
 func isConnError(err error) bool {
 	var connErr *pgconn.ConnectError
 	if errors.As(err, &connErr) {
+		return true
+	}
+	// A connection lost mid-query (the database went away, a proxy cut
+	// it) surfaces as EOF or a network error rather than a ConnectError.
+	var netErr net.Error
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+		errors.As(err, &netErr) || pgconn.Timeout(err) {
 		return true
 	}
 	return pgconn.SafeToRetry(err) || errors.Is(err, context.DeadlineExceeded)

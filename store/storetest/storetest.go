@@ -22,6 +22,7 @@ import (
 // Store is what RunTests checks.
 type Store interface {
 	policy.Store
+	policy.RBACStore
 	authn.Store
 	idp.ClientStore
 	idp.KeyStore
@@ -42,6 +43,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T) Store) {
 	tests = append(tests, policyTests()...)
 	tests = append(tests, authnTests()...)
 	tests = append(tests, idpTests()...)
+	tests = append(tests, rbacTests()...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

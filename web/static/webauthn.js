@@ -80,8 +80,18 @@
     }).then(function (data) {
       status("Signed in. Continuing…");
       window.location.assign(data.redirect);
+    }, function (e) {
+      // The sign-in looked unusual: start again, now asking for a
+      // high-assurance key (the next begin lists only those).
+      if (e.code === "step_up_required" && !stepUpTried) {
+        stepUpTried = true;
+        status(e.message);
+        return login();
+      }
+      throw e;
     });
   }
+  var stepUpTried = false;
 
   function register() {
     var invite = button.getAttribute("data-invite") || "";

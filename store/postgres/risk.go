@@ -1,0 +1,91 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/nhsid/nhsid/policy"
+)
+
+var _ policy.RiskStore = (*Store)(nil)
+
+func scanRiskProfile(row pgx.Row, uid string) (policy.RiskProfile, error) {
+	p := policy.RiskProfile{PersonUID: uid}
+	var raw []byte
+	err := row.Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, nil
+	}
+	if err != nil {
+		return p, translate(err)
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return p, fmt.Errorf("decode: %w", err)
+	}
+	p.PersonUID = uid
+	return p, nil
+}
+
+// GetRiskProfile implements policy.RiskStore.
+func (s *Store) GetRiskProfile(ctx context.Context, personUID string) (policy.RiskProfile, error) {
+	p, err := scanRiskProfile(s.db(ctx).QueryRow(ctx, `SELECT profile FROM risk_profiles WHERE person_uid = $1`, personUID), personUID)
+	if err != nil {
+		return p, fmt.Errorf("get risk profile: %w", err)
+	}
+	return p, nil
+}
+
+// UpdateRiskProfile implements policy.RiskStore: the row is locked for the
+// read-modify-write, and created on first use.
+func (s *Store) UpdateRiskProfile(ctx context.Context, personUID string, fn func(*policy.RiskProfile) error) (policy.RiskProfile, error) {
+	var out policy.RiskProfile
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// Make sure the row exists so that FOR UPDATE has something to lock.
+		if _, err := tx.Exec(ctx, `INSERT INTO risk_profiles (person_uid, profile, updated_at) VALUES ($1, '{}', now())
+ON CONFLICT (person_uid) DO NOTHING`, personUID); err != nil {
+			return err
+		}
+		p, err := scanRiskProfile(tx.QueryRow(ctx, `SELECT profile FROM risk_profiles WHERE person_uid = $1 FOR UPDATE`, personUID), personUID)
+		if err != nil {
+			return err
+		}
+		if err := fn(&p); err != nil {
+			return err
+		}
+		p.PersonUID = personUID
+		raw, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE risk_profiles SET profile = $2, updated_at = $3 WHERE person_uid = $1`,
+			personUID, raw, p.UpdatedAt.UTC()); err != nil {
+			return err
+		}
+		out = p
+		return nil
+	})
+	if err != nil {
+		return policy.RiskProfile{}, fmt.Errorf("update risk profile: %w", translate(err))
+	}
+	// Round-trip through JSON so both adapters return the same values.
+	raw, _ := json.Marshal(out)
+	var norm policy.RiskProfile
+	if err := json.Unmarshal(raw, &norm); err != nil {
+		return out, fmt.Errorf("update risk profile: %w", err)
+	}
+	return norm, nil
+}
+
+// DeleteRiskProfilesBefore implements policy.RiskStore.
+func (s *Store) DeleteRiskProfilesBefore(ctx context.Context, before time.Time) (int, error) {
+	tag, err := s.db(ctx).Exec(ctx, `DELETE FROM risk_profiles WHERE updated_at < $1`, before.UTC())
+	if err != nil {
+		return 0, fmt.Errorf("delete risk profiles: %w", translate(err))
+	}
+	return int(tag.RowsAffected()), nil
+}
