@@ -66,6 +66,14 @@ type Console struct {
 	// SecureCookies marks the console's short-lived invite cookie Secure
 	// (as authn.Config.SecureCookies).
 	SecureCookies bool
+	// Risk lists a person's recent sign-in risk decisions with their
+	// reasons (authn.Service); nil shows none.
+	Risk RiskHistory
+}
+
+// RiskHistory reads a person's recent sign-in decisions.
+type RiskHistory interface {
+	RecentRiskDecisions(ctx context.Context, personUID string) ([]policy.RiskDecision, error)
 }
 
 // FlowKind is the authn.Flow kind the console starts.

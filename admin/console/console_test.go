@@ -475,3 +475,32 @@ func TestQRDataURI(t *testing.T) {
 		t.Fatalf("%v %.40s", err, u)
 	}
 }
+
+type fakeRisk map[string][]policy.RiskDecision
+
+func (f fakeRisk) RecentRiskDecisions(_ context.Context, uid string) ([]policy.RiskDecision, error) {
+	return f[uid], nil
+}
+
+// TestPersonPageShowsSignInRisk: the RA sees why recent sign-ins were
+// judged as they were (issue 11: reasons visible in the RA console).
+func TestPersonPageShowsSignInRisk(t *testing.T) {
+	f := newFixture(t)
+	at := time.Date(2026, 11, 17, 3, 12, 0, 0, time.UTC)
+	f.con.Risk = fakeRisk{f.clin: {{Time: at, ClientID: "ward-obs", Level: "medium", Score: 55, Outcome: "step-up passed", Place: "Leeds, GB",
+		Signals: []policy.Signal{{Name: "new_device", Weight: 30, Reason: "a device not seen before"}, {Name: "unusual_hours", Weight: 25, Reason: "outside the usual hours"}}}}}
+	w := f.do("GET", "/ra/people/"+f.clin, "ra-a", nil)
+	body := w.Body.String()
+	if w.Code != 200 {
+		t.Fatalf("person page: %d %s", w.Code, body)
+	}
+	for _, want := range []string{"Recent sign-ins", "17 Nov 2026 03:12 UTC", "Leeds, GB", "medium", "step-up passed", "a device not seen before; outside the usual hours"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("person page lacks %q", want)
+		}
+	}
+	w = f.do("GET", "/ra/people/"+f.raA, "ra-a", nil)
+	if w.Code != 200 || !strings.Contains(w.Body.String(), "No sign-ins recorded yet") {
+		t.Fatalf("person with no history: %d", w.Code)
+	}
+}

@@ -410,9 +410,19 @@ func (c *Console) renderPerson(w http.ResponseWriter, r *http.Request, who *ra, 
 			lastCheck = fmt.Sprintf("%s by %s (evidence: %s)", day(v.VerifiedOn), v.VerifiedBy, strings.Join(v.Evidence, ", "))
 		}
 	}
+	var signIns []signInRow
+	if c.Risk != nil {
+		decisions, err := c.Risk.RecentRiskDecisions(ctx, uid)
+		if err != nil {
+			c.unavailable(w, r, err)
+			return
+		}
+		signIns = signInRows(decisions)
+	}
 	active := p.Status == policy.StatusActive
 	c.render(w, r, status, "ra_person", map[string]any{
-		"Title": p.DisplayName, "CSRF": who.csrf, "Person": p, "Positions": rows, "Credentials": crows,
+		"SignIns": signIns,
+		"Title":   p.DisplayName, "CSRF": who.csrf, "Person": p, "Positions": rows, "Credentials": crows,
 		"Errors": errs, "Notice": notice, "Form": form, "LastCheck": lastCheck,
 		"Roles": roles, "AssignOrgs": assignOrgs, "Activities": activities, "Evidence": evidenceOptions,
 		"Today":     now.UTC().Format("2006-01-02"),
@@ -619,4 +629,24 @@ func (c *Console) handleClose(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, personURL(uid, "closed"), http.StatusSeeOther)
+}
+
+// signInRow is one recent sign-in on the person page.
+type signInRow struct {
+	When, Client, Place, Level, Outcome string
+	Reasons                             []string
+}
+
+// signInRows shows at most ten decisions, newest first, as the RA reads them.
+func signInRows(ds []policy.RiskDecision) []signInRow {
+	rows := make([]signInRow, 0, min(len(ds), 10))
+	for _, d := range ds[:min(len(ds), 10)] {
+		row := signInRow{When: d.Time.UTC().Format("2 Jan 2006 15:04 UTC"), Client: d.ClientID, Place: d.Place,
+			Level: string(d.Level), Outcome: d.Outcome}
+		for _, sg := range d.Signals {
+			row.Reasons = append(row.Reasons, sg.Reason)
+		}
+		rows = append(rows, row)
+	}
+	return rows
 }
