@@ -100,6 +100,7 @@ type Server struct {
 	// Demo holds what `serve --dev` seeded (nil otherwise).
 	Demo *DemoInfo
 
+	ready    readiness
 	bgCancel context.CancelFunc
 	bgDone   sync.WaitGroup
 }
@@ -243,7 +244,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		KeyPrePublish:       prepublish,
 		KeyReloadInterval:   cfg.Keys.ReloadInterval,
 		Dev:                 opts.Dev,
-	}, idp.Deps{Store: s.Store, People: s.Store, Authn: s.Authn, Log: log, Now: now, Ready: s.storeReady, Audit: rec,
+	}, idp.Deps{Store: s.Store, People: s.Store, Authn: s.Authn, Log: log, Now: now, Ready: s.gateReady, Audit: rec,
 		Claims: roleClaimSources(s.Policy), Roles: s.Policy, Outbound: outboundClient(opts)})
 	if err != nil {
 		s.Close()
@@ -386,6 +387,46 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 }
 
+// readyCacheFor is how long one database check answers the OAuth gate.
+const readyCacheFor = 500 * time.Millisecond
+
+// readiness caches the database check behind the OAuth endpoints' gate:
+// one ping per interval serves every request in it (a ping per request cost
+// a round trip and ~9 % of the CPU of an introspection), and while a check
+// is running other requests get the previous answer instead of waiting.
+type readiness struct {
+	mu       sync.Mutex
+	checked  time.Time
+	err      error
+	checking bool
+}
+
+// gateReady is storeReady, cached (see readiness).
+func (s *Server) gateReady(ctx context.Context) error {
+	r := &s.ready
+	r.mu.Lock()
+	if r.checking || (!r.checked.IsZero() && time.Since(r.checked) < readyCacheFor) {
+		err := r.err
+		r.mu.Unlock()
+		return err
+	}
+	r.checking = true
+	r.mu.Unlock()
+	err := s.storeReady(ctx)
+	r.mu.Lock()
+	r.err, r.checked, r.checking = err, time.Now(), false
+	r.mu.Unlock()
+	return err
+}
+
+// record stores a fresh check's answer (from /readyz), so the gate turns
+// as soon as readiness does.
+func (r *readiness) record(err error) {
+	r.mu.Lock()
+	r.err, r.checked = err, time.Now()
+	r.mu.Unlock()
+}
+
 func (s *Server) storeReady(ctx context.Context) error {
 	if s.pool == nil {
 		return nil
@@ -401,7 +442,9 @@ func (s *Server) storeReady(ctx context.Context) error {
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	if err := s.storeReady(r.Context()); err != nil {
+	err := s.storeReady(r.Context())
+	s.ready.record(err)
+	if err != nil {
 		s.log.WarnContext(r.Context(), "not ready", "err", err.Error())
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(`{"status":"unavailable","database":"unreachable"}` + "\n"))
