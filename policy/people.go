@@ -38,6 +38,9 @@ type Service struct {
 	// EndAccess, when set, ends a person's SSO sessions and revokes their
 	// tokens; it runs when their last position ends or the account closes.
 	EndAccess func(ctx context.Context, uid, reason string) error
+
+	// catalogue caches the catalogue and its index briefly (rbac.go).
+	catalogue catalogueCache
 }
 
 // NewService returns a Service with the real clock and crypto/rand.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nhsid/nhsid/store"
@@ -34,7 +35,17 @@ func (s *Service) now() time.Time {
 }
 
 // Catalogue returns the stored catalogue and its index.
+//
+// The result is shared for catalogueTTL: callers must not modify it. Role
+// claims need the index on every token and userinfo call, and reading and
+// indexing the whole catalogue each time dominated their cost. An import
+// through this Service is seen at once; one on another replica within
+// catalogueTTL.
 func (s *Service) Catalogue(ctx context.Context) (Catalogue, *Index, error) {
+	now := time.Now()
+	if c, idx, ok := s.catalogue.get(now); ok {
+		return c, idx, nil
+	}
 	st, err := s.rbac()
 	if err != nil {
 		return Catalogue{}, nil, err
@@ -43,7 +54,41 @@ func (s *Service) Catalogue(ctx context.Context) (Catalogue, *Index, error) {
 	if err != nil {
 		return Catalogue{}, nil, fmt.Errorf("catalogue: %w", err)
 	}
-	return c, NewIndex(c), nil
+	idx := NewIndex(c)
+	s.catalogue.put(now, c, idx)
+	return c, idx, nil
+}
+
+// catalogueTTL is how long a read catalogue is reused.
+const catalogueTTL = 2 * time.Second
+
+type catalogueCache struct {
+	mu  sync.Mutex
+	at  time.Time
+	c   Catalogue
+	idx *Index
+}
+
+func (k *catalogueCache) get(now time.Time) (Catalogue, *Index, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.idx == nil || now.Sub(k.at) >= catalogueTTL || now.Before(k.at) {
+		return Catalogue{}, nil, false
+	}
+	return k.c, k.idx, true
+}
+
+func (k *catalogueCache) put(now time.Time, c Catalogue, idx *Index) {
+	k.mu.Lock()
+	k.at, k.c, k.idx = now, c, idx
+	k.mu.Unlock()
+}
+
+// forget drops the cached catalogue (after an import).
+func (k *catalogueCache) forget() {
+	k.mu.Lock()
+	k.idx = nil
+	k.mu.Unlock()
 }
 
 // ImportCatalogue parses data (JSON, or CSV when csvFormat) and merges it
@@ -70,9 +115,11 @@ func (s *Service) ImportCatalogue(ctx context.Context, actor Actor, data []byte,
 	if err != nil {
 		return Catalogue{}, err
 	}
+	s.catalogue.forget()
 	if err := st.PutCatalogue(ctx, c); err != nil {
 		return Catalogue{}, fmt.Errorf("import catalogue: %w", err)
 	}
+	s.catalogue.forget()
 	return c, nil
 }
 
