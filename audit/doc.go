@@ -49,4 +49,14 @@
 // re-hashes the chain is caught by a signed checkpoint exported before
 // the rewrite (nhsid audit checkpoints > file; nhsid audit verify
 // --checkpoints file).
+//
+// # Retention
+//
+// Archive writes the sealed records older than a cut (a contiguous prefix
+// of the chain, never the head) with their hashes and the boundary; Purge
+// checks such a file against the store and deletes exactly those records,
+// through the optional Retainer interface (store/postgres, as a separate
+// retention role with DELETE), recording retention.deleted. Verify then
+// starts after the stored boundary, anchored on its hash. See
+// docs/audit.md.
 package audit

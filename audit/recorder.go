@@ -160,3 +160,15 @@ func (l *Log) flush(g *group) {
 		go l.flush(next)
 	}
 }
+
+// Querier reads the trail. *Log implements it over its store, so a
+// package holding only a Recorder can look back (for example, whether a
+// person has used a client before) by asserting Querier.
+type Querier interface {
+	QueryAudit(ctx context.Context, q Query) (Page, error)
+}
+
+// QueryAudit implements Querier by querying the Log's store.
+func (l *Log) QueryAudit(ctx context.Context, q Query) (Page, error) {
+	return l.store.QueryAudit(ctx, q)
+}

@@ -10,7 +10,7 @@ import (
 //
 // Records are appended freely by concurrent writers; a sealer later chains
 // the committed ones (SealAudit). Nothing in Store updates or deletes a
-// record or a seal.
+// record or a seal; only the optional Retainer (retention.go) deletes.
 type Store interface {
 	// AppendAudit stores events (whose RawDetail is set), assigning each a
 	// new Seq, and returns them with Seq filled. It joins the transaction

@@ -12,7 +12,9 @@ import (
 type VerifyOptions struct {
 	// From and To bound the positions checked (inclusive); 0 means the
 	// start and the head. A range starting after 1 trusts the stored hash
-	// at From-1 as its anchor.
+	// at From-1 as its anchor. After a retention purge (Retainer), the
+	// range starts no earlier than the first remaining position, anchored
+	// on the stored boundary hash.
 	From, To int64
 	// Checkpoints (typically read from an exported file) must each match
 	// the recomputed chain at their position.
@@ -57,6 +59,29 @@ func Verify(ctx context.Context, s Store, o VerifyOptions) (Report, error) {
 		o.PageSize = 1000
 	}
 	from := o.From
+	var bound Boundary
+	if r, ok := s.(Retainer); ok {
+		b, err := r.AuditBoundary(ctx)
+		if err != nil {
+			return Report{}, fmt.Errorf("verify: %w", err)
+		}
+		bound = b
+		if bound.Pos > 0 {
+			// A boundary is only real if nothing at or below it remains.
+			first, err := s.SealedAudit(ctx, 1, 1)
+			if err != nil {
+				return Report{}, fmt.Errorf("verify: %w", err)
+			}
+			if len(first) > 0 && first[0].Pos <= bound.Pos {
+				return Report{From: first[0].Pos, Broken: &Break{Pos: first[0].Pos, Reason: fmt.Sprintf(
+					"retention boundary is position %d but position %d is still stored", bound.Pos, first[0].Pos)}}, nil
+			}
+		}
+	}
+	if from <= bound.Pos {
+		// Records up to the retention boundary were purged: start after it.
+		from = bound.Pos + 1
+	}
 	if from < 1 {
 		from = 1
 	}
@@ -87,7 +112,10 @@ func Verify(ctx context.Context, s Store, o VerifyOptions) (Report, error) {
 	}
 
 	prev := GenesisHash
-	if from > 1 {
+	if from > 1 && from-1 == bound.Pos {
+		// The first remaining link must hash from the archived boundary.
+		prev = bound.Hash
+	} else if from > 1 {
 		anchor, err := s.SealedAudit(ctx, from-1, 1)
 		if err != nil {
 			return rep, fmt.Errorf("verify: %w", err)

@@ -30,6 +30,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/nhsid/nhsid/authn"
+	"github.com/nhsid/nhsid/internal/webauthntest"
 	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/store/memory"
 )
@@ -234,25 +235,9 @@ func newKey(opts virtualwebauthn.AuthenticatorOptions) *key {
 	return &key{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), cred: newCredential()}
 }
 
-// newCredential returns a P-256 credential whose coordinates are full
-// length: virtualwebauthn encodes them without left padding, which the
-// verifier rightly refuses about once in 64 keys.
-func newCredential() virtualwebauthn.Credential {
-	for {
-		pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		if len(pk.X.Bytes()) != 32 || len(pk.Y.Bytes()) != 32 {
-			continue
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(pk)
-		if err != nil {
-			panic(err)
-		}
-		return virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, der)
-	}
-}
+// newCredential returns a P-256 credential that always verifies (see
+// webauthntest.NewCredential).
+func newCredential() virtualwebauthn.Credential { return webauthntest.NewCredential() }
 
 // registerBegin asks for creation options (invite may be empty).
 func (b *browser) registerBegin(t testing.TB, invite string) (reply, *virtualwebauthn.AttestationOptions) {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/internal/apierror"
 	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/store"
@@ -208,6 +209,13 @@ func (s *Service) handleSelectRole(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.store.UpdateSession(ctx, sess.IDHash, func(x *Session) error {
 		x.SelectedRoleID = role
 		return nil
+	}); err != nil {
+		s.renderAPIError(w, r, "You cannot choose a role here", apierror.New(http.StatusServiceUnavailable, "temporarily_unavailable", "Try again shortly.", err))
+		return
+	}
+	if err := s.recorder().Record(ctx, audit.Event{
+		Type: audit.RoleSelected, Subject: sess.PersonUID, Actor: sess.PersonUID, Client: f.ClientID,
+		RoleID: role, SessionHash: audit.HashSession(sess.SID), Detail: map[string]any{"how": "chosen"},
 	}); err != nil {
 		s.renderAPIError(w, r, "You cannot choose a role here", apierror.New(http.StatusServiceUnavailable, "temporarily_unavailable", "Try again shortly.", err))
 		return

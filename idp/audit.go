@@ -9,6 +9,8 @@ import (
 	"github.com/ory/fosite/storage"
 
 	"github.com/nhsid/nhsid/audit"
+	"github.com/nhsid/nhsid/authn"
+	"github.com/nhsid/nhsid/policy"
 )
 
 // This file turns protocol steps into audit events. Events a response
@@ -41,6 +43,49 @@ func (p *Provider) auditCode(ctx context.Context, ar fosite.AuthorizeRequester, 
 		Type: audit.CodeIssued, Subject: sess.GetSubject(), Actor: sess.GetSubject(), Client: clientIDOf(ar),
 		RoleID: sess.SelectedRoleID, SessionHash: audit.HashSession(sess.SID),
 		Detail: map[string]any{"aal": sess.AAL, "scopes": []string(ar.GetGrantedScopes())},
+	})
+}
+
+// auditFirstUse records client.first_use when the person has no earlier
+// code.issued or client.first_use for the client: one indexed look-up
+// (limit 1) before each code. It needs a Recorder that is also an
+// audit.Querier (audit.Log is); with any other it records nothing. A
+// concurrent first sign-in to the same client may record it twice.
+func (p *Provider) auditFirstUse(ctx context.Context, ar fosite.AuthorizeRequester, sess *Session) error {
+	q, ok := p.deps.Audit.(audit.Querier)
+	if !ok {
+		return nil
+	}
+	subject, client := sess.GetSubject(), clientIDOf(ar)
+	if subject == "" || client == "" {
+		return nil
+	}
+	page, err := q.QueryAudit(ctx, audit.Query{Person: subject, Client: client,
+		Types: []audit.Type{audit.CodeIssued, audit.ClientFirstUse}, Limit: 1})
+	if err != nil {
+		return err
+	}
+	if len(page.Events) > 0 {
+		return nil
+	}
+	return p.recorder().Record(ctx, audit.Event{
+		Type: audit.ClientFirstUse, Subject: subject, Actor: subject, Client: client,
+		RoleID: sess.SelectedRoleID, SessionHash: audit.HashSession(sess.SID),
+		Detail: map[string]any{"aal": sess.AAL},
+	})
+}
+
+// auditRoleAuto records role.selected for a role nhsid picked without
+// asking (the only qualifying role); a role the person picked on the
+// selection page is recorded by authn.
+func (p *Provider) auditRoleAuto(ctx context.Context, client *Client, as *authn.Session, out policy.RoleChoice, chosen, sessionRole string) error {
+	if out.RoleID == "" || out.RoleID == chosen || out.RoleID == sessionRole {
+		return nil
+	}
+	return p.recorder().Record(ctx, audit.Event{
+		Type: audit.RoleSelected, Subject: as.PersonUID, Actor: as.PersonUID, Client: client.ID,
+		RoleID: out.RoleID, SessionHash: audit.HashSession(as.SID),
+		Detail: map[string]any{"how": "automatic"},
 	})
 }
 

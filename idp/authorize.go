@@ -214,6 +214,10 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !out.NeedChoice {
+			if err := p.auditRoleAuto(ctx, client, sess, out, "", sess.SelectedRoleID); err != nil {
+				p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+				return
+			}
 			p.issue(w, r, ar, client, sess, acr, requestedAt, out.RoleID)
 			return
 		}
@@ -347,6 +351,10 @@ func (p *Provider) handleResume(w http.ResponseWriter, r *http.Request) {
 		p.denyAccess(w, r, ar, client)
 		return
 	}
+	if err := p.auditRoleAuto(ctx, client, sess, out, flow.SelectedRoleID, sessionRole); err != nil {
+		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
 	p.issue(w, r, ar, client, sess, acr, flow.RequestedAt, out.RoleID)
 }
 
@@ -397,6 +405,10 @@ func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.Autho
 		return
 	}
 	resp.AddParameter("iss", p.cfg.Issuer)
+	if err := p.auditFirstUse(ctx, ar, sess); err != nil {
+		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
 	if err := p.auditCode(ctx, ar, sess); err != nil {
 		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 		return

@@ -16,8 +16,9 @@ import (
 	"github.com/nhsid/nhsid/store/postgres"
 )
 
-// auditCmd is `nhsid audit verify|export|checkpoints`, run by auditors and
-// operators against the database (read-only, except verify --seal).
+// auditCmd is `nhsid audit verify|export|checkpoints|archive|purge`, run
+// by auditors and operators against the database (read-only, except verify
+// --seal and purge).
 func auditCmd() *cobra.Command {
 	var dbURL string
 	cmd := &cobra.Command{
@@ -170,8 +171,124 @@ Exit status 1 when the chain is broken.`,
 			return err
 		},
 	}
-	cmd.AddCommand(verify, export, checkpoints)
+	cmd.AddCommand(verify, export, checkpoints, archiveCmd(open), purgeCmd(open))
 	return cmd
+}
+
+// retentionCut is --before, else now minus audit.retention.
+func retentionCut(cmd *cobra.Command, before string) (time.Time, error) {
+	if before != "" {
+		t, err := time.Parse(time.RFC3339Nano, before)
+		if err != nil {
+			return time.Time{}, usageErr(fmt.Errorf("--before: %w", err))
+		}
+		return t, nil
+	}
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if cfg.Audit.Retention <= 0 {
+		return time.Time{}, usageErr(errors.New("--before is required (audit.retention is 0: keep for ever)"))
+	}
+	return time.Now().Add(-cfg.Audit.Retention).UTC().Truncate(time.Second), nil
+}
+
+// archiveCmd is `nhsid audit archive --before T --out FILE`.
+func archiveCmd(open func(*cobra.Command) (*postgres.Store, func(), error)) *cobra.Command {
+	var before, out string
+	c := &cobra.Command{
+		Use:   "archive",
+		Short: "Write the sealed records older than --before, with their hashes and the boundary, to --out",
+		Long: `Write, as JSON Lines, every sealed record older than --before (default: now
+minus audit.retention) from the start of the stored chain, each with its
+position and chain hash, then a trailer with the anchor and the boundary (last
+archived position and hash). The chain head is never archived. The file is
+created, never overwritten. Keep it where the database cannot write; then run
+"nhsid audit purge" with the same --before and the file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return usageErr(errors.New("--out is required"))
+			}
+			cut, err := retentionCut(cmd, before)
+			if err != nil {
+				return err
+			}
+			s, done, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return usageErr(err)
+			}
+			tr, err := audit.Archive(cmd.Context(), s, cut, f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				_ = os.Remove(out)
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(map[string]any{"before": cut.UTC().Format(time.RFC3339Nano), "count": tr.Count,
+				"boundary_pos": tr.Boundary.Pos, "boundary_hash": fmt.Sprintf("%x", tr.Boundary.Hash), "file": out})
+		},
+	}
+	c.Flags().StringVar(&before, "before", "", "RFC 3339 cut: archive records older than this (default: now minus audit.retention)")
+	c.Flags().StringVar(&out, "out", "", "archive file to create")
+	return c
+}
+
+// purgeCmd is `nhsid audit purge --before T --archive FILE`.
+func purgeCmd(open func(*cobra.Command) (*postgres.Store, func(), error)) *cobra.Command {
+	var before, file, actor string
+	c := &cobra.Command{
+		Use:   "purge",
+		Short: "Delete the records held in an archive file (run as the retention role)",
+		Long: `Delete the audit records held in --archive (written by "nhsid audit archive"
+with the same --before). The file is checked first: its links must chain to its
+boundary, and every archived position must still be in the database with the
+same hash; otherwise nothing is deleted. The deletion is recorded as a
+retention.deleted event and the boundary is stored, so "nhsid audit verify"
+then starts from the first remaining record, anchored on the boundary hash.
+Connect (--database-url) as a role granted by nhsid_grant_retention_role: the
+serving role cannot delete.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" || before == "" {
+				return usageErr(errors.New("--archive and --before are required"))
+			}
+			cut, err := retentionCut(cmd, before)
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(file)
+			if err != nil {
+				return usageErr(err)
+			}
+			defer f.Close()
+			s, done, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			n, err := audit.Purge(cmd.Context(), s, f, cut, actor, nil)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(map[string]any{"deleted": n})
+		},
+	}
+	c.Flags().StringVar(&before, "before", "", "RFC 3339 cut the archive was written with")
+	c.Flags().StringVar(&file, "archive", "", "archive file written by nhsid audit archive")
+	c.Flags().StringVar(&actor, "actor", "operator:retention", "actor recorded in the retention.deleted event")
+	return c
 }
 
 // verifyKey is the checkpoint public key: the flag, else the signing key

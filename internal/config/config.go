@@ -59,6 +59,17 @@ type Config struct {
 	RateLimits ratelimit.Config `yaml:"rate_limits"`
 	// Risk configures the contextual sign-in risk engine (risk.go).
 	Risk Risk `yaml:"risk"`
+	// Audit configures the audit trail (docs/audit.md).
+	Audit Audit `yaml:"audit"`
+}
+
+// Audit settings.
+type Audit struct {
+	// Retention is how long audit records are kept before `nhsid audit
+	// archive` and `nhsid audit purge` may remove them (the default cut
+	// of those commands); 0, the default, keeps them for ever. At least
+	// 24h when set.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // Database settings.
@@ -291,6 +302,9 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if c.Tokens.RefreshGrace < 0 || c.Tokens.RefreshGrace > time.Minute {
 		add("tokens.refresh_grace: must be between 0 and 1m")
+	}
+	if c.Audit.Retention < 0 || (c.Audit.Retention > 0 && c.Audit.Retention < 24*time.Hour) {
+		add("audit.retention: must be 0 (keep for ever) or at least 24h")
 	}
 	if c.Keys.Prepublish < 0 {
 		add("keys.prepublish: must not be negative")

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/nhsid/nhsid/audit"
+	"github.com/nhsid/nhsid/policy"
 )
 
 type auditPage struct {
@@ -64,7 +65,7 @@ func TestAuditTrail(t *testing.T) {
 			for _, ev := range evs {
 				types = append(types, string(ev.Type))
 			}
-			want := []string{"admin.change", "admin.change", "enrolment", "signin.success", "code.issued", "token.issued", "userinfo", "introspection"}
+			want := []string{"admin.change", "admin.change", "enrolment", "signin.success", "client.first_use", "code.issued", "token.issued", "userinfo", "introspection"}
 			mustEqual(t, "event types", strings.Join(types, " "), strings.Join(want, " "))
 
 			sid, _ := claims["sid"].(string)
@@ -169,6 +170,77 @@ func TestAuditStepUpAndFailure(t *testing.T) {
 			e.admin("GET", "/admin/v1/audit?type=signin.failure&client="+url.QueryEscape(rp1.id), nil, 200, &p)
 			if len(p.Items) != 1 || p.Items[0].Outcome != audit.Failure {
 				t.Fatalf("signin.failure events: %+v", p.Items)
+			}
+		})
+	}
+}
+
+// TestAuditRoleSelected: a role picked on the selection page and a role
+// picked automatically (the only one) are each a role.selected event with
+// the person_roleid; a second sign-in to the same client is no new
+// client.first_use.
+func TestAuditRoleSelected(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			e := newEnv(t, backend)
+			ctx := context.Background()
+			op := policy.OperatorActor("operator:test")
+			e.admin("POST", "/admin/v1/roles", policy.SampleCatalogue(), 201, nil)
+			e.admin("POST", "/admin/v1/organisations", map[string]string{"code": "RXA", "name": "Alpha NHS Trust"}, 201, nil)
+			two := e.newPerson("Two", "Roles")
+			var roles []string
+			for _, r := range []string{policy.SampleClinicalRole, policy.SampleAdminRole} {
+				p, err := e.srv.Policy.AssignPosition(ctx, op, two, policy.PositionInput{OrgCode: "RXA", RoleCode: r})
+				if err != nil {
+					t.Fatal(err)
+				}
+				roles = append(roles, p.RoleID)
+			}
+			one := e.newPerson("One", "Role")
+			only, err := e.srv.Policy.AssignPosition(ctx, op, one, policy.PositionInput{OrgCode: "RXA", RoleCode: policy.SampleNurseRole})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rp := e.newRP("private_key_jwt", map[string]any{"scope": "openid profile selectedrole"})
+			c := e.client(rp, "openid", "selectedrole")
+
+			b := e.browser(e.device(true))
+			b.mustEnrol(e.invite(two), 3)
+			loc, state, verifier, nonce := b.signIn(c)
+			if loc.Path != "/select-role" {
+				t.Fatalf("at %s, want /select-role", loc)
+			}
+			cb := b.chooseRole(b.page(loc.String()), loc.Query().Get("flow"), roles[1])
+			c.exchange(cb, state, verifier, nonce)
+			cb, state, verifier, nonce = b.signIn(c) // SSO: the session's role, no new event
+			c.exchange(cb, state, verifier, nonce)
+
+			b1 := e.browser(e.device(true))
+			b1.mustEnrol(e.invite(one), 3)
+			cb, state, verifier, nonce = b1.signIn(c)
+			c.exchange(cb, state, verifier, nonce)
+
+			for _, tc := range []struct {
+				uid, role, how string
+			}{{two, roles[1], "chosen"}, {one, only.RoleID, "automatic"}} {
+				var sel []audit.Event
+				firstUse := 0
+				for _, ev := range e.personEvents(tc.uid) {
+					switch ev.Type {
+					case audit.RoleSelected:
+						sel = append(sel, ev)
+					case audit.ClientFirstUse:
+						firstUse++
+						mustEqual(t, "first use client", ev.Client, rp.id)
+					}
+				}
+				if len(sel) != 1 {
+					t.Fatalf("%s: %d role.selected events, want 1", tc.how, len(sel))
+				}
+				mustEqual(t, tc.how+" role", sel[0].RoleID, tc.role)
+				mustEqual(t, tc.how+" client", sel[0].Client, rp.id)
+				mustEqual(t, tc.how+" how", sel[0].Detail["how"], tc.how)
+				mustEqual(t, tc.how+" first uses", firstUse, 1)
 			}
 		})
 	}

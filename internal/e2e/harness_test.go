@@ -110,7 +110,9 @@ func newEnv(t *testing.T, backend string, tweak ...func(*config.Config)) *env {
 	logs := &bytes.Buffer{}
 	clk := &clock{}
 	log := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.New(context.Background(), server.Options{Config: cfg, Dev: dev, Log: log, Now: clk.Now})
+	// Every test RP and SP listens on loopback, so outbound calls
+	// (back-channel logout, jwks_uri) may go there.
+	srv, err := server.New(context.Background(), server.Options{Config: cfg, Dev: dev, Log: log, Now: clk.Now, OutboundAllowPrivate: true})
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
@@ -125,7 +127,7 @@ func newEnv(t *testing.T, backend string, tweak ...func(*config.Config)) *env {
 		adm.Close()
 		srv.Close()
 		if t.Failed() {
-			t.Logf("server log (tail):\n%s", tail(logs.String(), 4000))
+			t.Logf("server log (tail):\n%s", tail(logs.String(), 6000))
 		}
 	})
 	return &env{t: t, srv: srv, pub: pub, adm: adm, issuer: issuer, adminToken: cfg.Admin.BootstrapToken, ca: ca, clock: clk, logs: logs}

@@ -1,17 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,71 +12,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v3"
-
-	"github.com/nhsid/nhsid/internal/config"
-	"github.com/nhsid/nhsid/internal/server"
-	"github.com/nhsid/nhsid/internal/testdb"
-	"github.com/nhsid/nhsid/internal/webauthntest"
 )
-
-// newLogoutEnv is newEnv with outbound calls to loopback allowed, so that
-// back-channel logout reaches the test RPs on 127.0.0.1 on every backend.
-func newLogoutEnv(t *testing.T, backend string) *env {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	issuer := "http://localhost:" + port
-	ca, err := webauthntest.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	anchor := filepath.Join(t.TempDir(), "test-root.pem")
-	if err := os.WriteFile(anchor, ca.PEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	secret := func() string {
-		b := make([]byte, 32)
-		_, _ = rand.Read(b)
-		return base64.StdEncoding.EncodeToString(b)
-	}
-	cfg := config.Defaults()
-	cfg.Issuer = issuer
-	cfg.Listen = "127.0.0.1:" + port
-	cfg.Secrets = config.Secrets{GlobalSecret: secret(), ClientSecretPepper: secret(), KeyEncryptionKey: secret()}
-	cfg.Admin.BootstrapToken = "test-admin-" + secret()
-	cfg.WebAuthn.TrustAnchors = []string{anchor}
-	cfg.Keys.Prepublish = 0
-	dev := true
-	if backend == "postgres" {
-		cfg.Database.URL = testdb.URL(t)
-		dev = false
-	}
-	logs := &bytes.Buffer{}
-	clk := &clock{}
-	log := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.New(context.Background(), server.Options{Config: cfg, Dev: dev, Log: log, Now: clk.Now, OutboundAllowPrivate: true})
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	srv.Start()
-	pub := httptest.NewUnstartedServer(srv.PublicHandler())
-	pub.Listener.Close()
-	pub.Listener = ln
-	pub.Start()
-	adm := httptest.NewServer(srv.AdminHandler())
-	t.Cleanup(func() {
-		pub.Close()
-		adm.Close()
-		srv.Close()
-		if t.Failed() {
-			t.Logf("server log (tail):\n%s", tail(logs.String(), 6000))
-		}
-	})
-	return &env{t: t, srv: srv, pub: pub, adm: adm, issuer: issuer, adminToken: cfg.Admin.BootstrapToken, ca: ca, clock: clk, logs: logs}
-}
 
 // logoutRP is a relying party's back-channel logout endpoint. It validates
 // every logout_token as OIDC Back-Channel Logout 1.0 and CIS2.md say (JWKS
@@ -273,7 +202,7 @@ func (e *env) clinician(given string) (string, *browser) {
 func TestLogoutRPInitiatedBackchannel(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
-			e := newLogoutEnv(t, backend)
+			e := newEnv(t, backend)
 			_, b := e.clinician("Ada")
 			after := "https://rp1.example.nhs.uk/signed-out"
 			c1, l1 := e.logoutRPClient(t, map[string]any{"post_logout_redirect_uris": []string{after}})
@@ -334,7 +263,7 @@ func TestLogoutRPInitiatedBackchannel(t *testing.T) {
 // TestLogoutConfirmationWithoutHint: a logout request that cannot be tied
 // to the browser's session asks for confirmation (CSRF-protected POST).
 func TestLogoutConfirmationWithoutHint(t *testing.T) {
-	e := newLogoutEnv(t, "memory")
+	e := newEnv(t, "memory")
 	_, b := e.clinician("Mary")
 	c1, l1 := e.logoutRPClient(t, nil)
 	s1 := signInTo(t, b, c1)
@@ -363,7 +292,7 @@ func TestLogoutConfirmationWithoutHint(t *testing.T) {
 func TestLogoutBackchannelRetry(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
-			e := newLogoutEnv(t, backend)
+			e := newEnv(t, backend)
 			_, b := e.clinician("Alan")
 			c1, l1 := e.logoutRPClient(t, nil)
 			s1 := signInTo(t, b, c1)
@@ -420,7 +349,7 @@ func TestLogoutBackchannelRetry(t *testing.T) {
 func TestLogoutAccountClosedByRA(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
-			e := newLogoutEnv(t, backend)
+			e := newEnv(t, backend)
 			uid, b := e.clinician("Rosalind")
 			c1, l1 := e.logoutRPClient(t, nil)
 			c2, l2 := e.logoutRPClient(t, nil)
@@ -447,7 +376,7 @@ func TestLogoutAccountClosedByRA(t *testing.T) {
 
 // TestLogoutAdminEndsSessions: DELETE /admin/v1/people/{uid}/sessions.
 func TestLogoutAdminEndsSessions(t *testing.T) {
-	e := newLogoutEnv(t, "postgres")
+	e := newEnv(t, "postgres")
 	uid, b := e.clinician("Barbara")
 	c1, l1 := e.logoutRPClient(t, nil)
 	s1 := signInTo(t, b, c1)
@@ -466,7 +395,7 @@ func TestLogoutAdminEndsSessions(t *testing.T) {
 func TestSessionAbsoluteExpiry(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
-			e := newLogoutEnv(t, backend)
+			e := newEnv(t, backend)
 			_, b := e.clinician("Dorothy")
 			c1, l1 := e.logoutRPClient(t, nil)
 			s1 := signInTo(t, b, c1)
@@ -494,7 +423,7 @@ func TestSessionAbsoluteExpiry(t *testing.T) {
 func TestSessionIdleReauthenticates(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
-			e := newLogoutEnv(t, backend)
+			e := newEnv(t, backend)
 			_, b := e.clinician("Florence")
 			c1, l1 := e.logoutRPClient(t, nil)
 			tablet, l2 := e.logoutRPClient(t, map[string]any{"nhsid_idle_timeout": 1})
@@ -561,7 +490,7 @@ func TestSessionIdleReauthenticates(t *testing.T) {
 // TestAccountSessions: the account page lists the person's sessions with
 // the apps used, and ending one tells its RPs.
 func TestAccountSessions(t *testing.T) {
-	e := newLogoutEnv(t, "memory")
+	e := newEnv(t, "memory")
 	_, b := e.clinician("Katherine")
 	c1, l1 := e.logoutRPClient(t, map[string]any{"client_name": "Ward Rota"})
 	s1 := signInTo(t, b, c1)

@@ -167,7 +167,7 @@ func parseSOAPLogout(t *testing.T, raw []byte, cert *x509.Certificate) *crewjam.
 func TestLogoutReachesSAMLSP(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
-			e := newLogoutEnv(t, backend)
+			e := newEnv(t, backend)
 			uid, b := e.clinician("Grace")
 			c1, l1 := e.logoutRPClient(t, nil)
 			c2, l2 := e.logoutRPClient(t, nil)
