@@ -114,7 +114,12 @@ func (s *Store) QueryAudit(ctx context.Context, q audit.Query) (audit.Page, erro
 	args = append(args, q.Limit+1)
 	sql := `SELECT ` + auditCols + ` FROM audit_events WHERE ` + strings.Join(where, " AND ") +
 		fmt.Sprintf(" ORDER BY seq LIMIT $%d", len(args))
-	rows, err := s.db(ctx).Query(ctx, sql, args...)
+	// Planned for each call's values (an unnamed statement), not a cached
+	// generic plan: with unknown filters a generic plan walks the primary
+	// key in seq order and scans the whole trail when nothing matches,
+	// which made every first sign-in to a client (client.first_use)
+	// cost a table scan under load.
+	rows, err := s.db(ctx).Query(ctx, sql, append([]any{pgx.QueryExecModeExec}, args...)...)
 	if err != nil {
 		return audit.Page{}, fmt.Errorf("query audit: %w", translate(err))
 	}
