@@ -29,6 +29,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
+	"github.com/nhsid/nhsid/audit"
 	fedsaml "github.com/nhsid/nhsid/federation/saml"
 )
 
@@ -349,6 +350,21 @@ func TestSAML(t *testing.T) {
 
 				claims := b.oidcNoCeremony(c)
 				mustEqual(t, "sub", claims["sub"], uid)
+
+				// The audit trail of this journey, exactly: the SAML
+				// sign-in and assertion, then the OIDC code and token
+				// without a second sign-in.
+				var types []string
+				var assertion audit.Event
+				for _, ev := range e.personEvents(uid) {
+					types = append(types, string(ev.Type))
+					if ev.Type == audit.SAMLAssertionIssued {
+						assertion = ev
+					}
+				}
+				mustEqual(t, "audit trail", strings.Join(types, " "),
+					"admin.change admin.change enrolment signin.success saml.assertion_issued client.first_use code.issued token.issued")
+				mustEqual(t, "assertion audited for the SP", assertion.Client, sp.mw.ServiceProvider.Metadata().EntityID)
 			})
 
 			t.Run("OIDCThenSP", func(t *testing.T) {
