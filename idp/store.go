@@ -96,3 +96,23 @@ func RefreshGraceFromContext(ctx context.Context) time.Duration {
 	d, _ := ctx.Value(graceKey{}).(time.Duration)
 	return d
 }
+
+// What a store keeps of a request: both adapters apply the same rules, so
+// they live with the contract.
+
+// TokenFormAllowList is the part of a request form a store keeps with a
+// token. Secrets (client_secret, client_assertion, code_verifier, code,
+// refresh_token) are never on it; fosite adds grant_type, response_type,
+// scope and client_id itself.
+var TokenFormAllowList = []string{
+	"redirect_uri", "code_challenge", "code_challenge_method",
+	"nonce", "max_age", "prompt", "acr_values", "id_token_hint",
+	"audience", "claims", "login_hint", "ui_locales",
+}
+
+// PARSecretParams are dropped from a pushed authorization request's form
+// before it is stored.
+var PARSecretParams = []string{"client_secret", "client_assertion", "client_assertion_type", "code_verifier"}
+
+// DefaultPARLifespan applies when a pushed request carries no session expiry.
+const DefaultPARLifespan = 5 * time.Minute

@@ -35,21 +35,6 @@ const (
 	kindOIDC    = "oidc"
 )
 
-// defaultPARLifespan applies when a PAR request carries no session expiry.
-const defaultPARLifespan = 5 * time.Minute
-
-// oauthFormAllowList is the part of a request form kept with a token. Secrets
-// (client_secret, client_assertion, code_verifier, code, refresh_token) are
-// never on it; fosite adds grant_type, response_type, scope and client_id.
-var oauthFormAllowList = []string{
-	"redirect_uri", "code_challenge", "code_challenge_method",
-	"nonce", "max_age", "prompt", "acr_values", "id_token_hint",
-	"audience", "claims", "login_hint", "ui_locales",
-}
-
-// parSecretParams are dropped from a pushed authorization request's form.
-var parSecretParams = []string{"client_secret", "client_assertion", "client_assertion_type", "code_verifier"}
-
 type oauthKey struct {
 	kind string
 	hash [sha256.Size]byte
@@ -158,7 +143,7 @@ func newOAuthToken(kind string, req fosite.Requester) (*oauthToken, error) {
 		grantedScopes:   args(req.GetGrantedScopes()),
 		audiences:       args(req.GetRequestedAudience()),
 		grantedAudience: args(req.GetGrantedAudience()),
-		form:            req.Sanitize(oauthFormAllowList).GetRequestForm().Encode(),
+		form:            req.Sanitize(idp.TokenFormAllowList).GetRequestForm().Encode(),
 		session:         raw,
 		sid:             sessionSID(sess, raw),
 		active:          true,
@@ -536,7 +521,7 @@ func (s *Store) CreatePARSession(ctx context.Context, requestURI string, ar fosi
 	for k, v := range ar.GetRequestForm() {
 		form[k] = append([]string(nil), v...)
 	}
-	for _, k := range parSecretParams {
+	for _, k := range idp.PARSecretParams {
 		form.Del(k)
 	}
 	p := &oauthPAR{
@@ -558,7 +543,7 @@ func (s *Store) CreatePARSession(ctx context.Context, requestURI string, ar fosi
 		p.expiresAt = sess.GetExpiresAt(fosite.PushedAuthorizeRequestContext).UTC()
 	}
 	if p.expiresAt.IsZero() {
-		p.expiresAt = s.now().Add(defaultPARLifespan)
+		p.expiresAt = s.now().Add(idp.DefaultPARLifespan)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

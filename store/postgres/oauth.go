@@ -36,21 +36,6 @@ const (
 	oauthKindOIDC    = "oidc"
 )
 
-// oauthDefaultPARLifespan applies when a PAR request has no session expiry.
-const oauthDefaultPARLifespan = 5 * time.Minute
-
-// oauthFormAllowList is the part of a request form kept with a token. Secrets
-// (client_secret, client_assertion, code_verifier, code, refresh_token) are
-// never on it; fosite adds grant_type, response_type, scope and client_id.
-var oauthFormAllowList = []string{
-	"redirect_uri", "code_challenge", "code_challenge_method",
-	"nonce", "max_age", "prompt", "acr_values", "id_token_hint",
-	"audience", "claims", "login_hint", "ui_locales",
-}
-
-// oauthPARSecretParams are dropped from a pushed authorization request.
-var oauthPARSecretParams = []string{"client_secret", "client_assertion", "client_assertion_type", "code_verifier"}
-
 func oauthHash(s string) []byte {
 	h := sha256.Sum256([]byte(s))
 	return h[:]
@@ -246,7 +231,7 @@ func (s *Store) createOAuthToken(ctx context.Context, kind, sig, accessSig strin
 		oauthHash(sig), kind, req.GetID(), req.GetClient().GetID(), req.GetRequestedAt().UTC(),
 		[]string(oauthArgs(req.GetRequestedScopes())), []string(oauthArgs(req.GetGrantedScopes())),
 		[]string(oauthArgs(req.GetRequestedAudience())), []string(oauthArgs(req.GetGrantedAudience())),
-		req.Sanitize(oauthFormAllowList).GetRequestForm().Encode(), subject,
+		req.Sanitize(idp.TokenFormAllowList).GetRequestForm().Encode(), subject,
 		raw, oauthSessionSID(sess, raw), oauthNullTime(expires), accessHash)
 	return oauthErr(op, err)
 }
@@ -600,7 +585,7 @@ func (s *Store) CreatePARSession(ctx context.Context, requestURI string, ar fosi
 	for k, v := range ar.GetRequestForm() {
 		form[k] = append([]string(nil), v...)
 	}
-	for _, k := range oauthPARSecretParams {
+	for _, k := range idp.PARSecretParams {
 		form.Del(k)
 	}
 	var redirect string
@@ -612,7 +597,7 @@ func (s *Store) CreatePARSession(ctx context.Context, requestURI string, ar fosi
 		expires = sess.GetExpiresAt(fosite.PushedAuthorizeRequestContext)
 	}
 	if expires.IsZero() {
-		expires = oauthNow().Add(oauthDefaultPARLifespan)
+		expires = oauthNow().Add(idp.DefaultPARLifespan)
 	}
 	_, err := s.db(ctx).Exec(ctx, `
 		INSERT INTO oauth_par (request_uri_hash, request_id, client_id, requested_at, scopes,
