@@ -2,6 +2,7 @@ package idp
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/ory/fosite"
@@ -116,3 +117,23 @@ var PARSecretParams = []string{"client_secret", "client_assertion", "client_asse
 
 // DefaultPARLifespan applies when a pushed request carries no session expiry.
 const DefaultPARLifespan = 5 * time.Minute
+
+// SessionSID is the OIDC session id (sid) a fosite session belongs to, by
+// which stores index tokens for RevokeBySession: from a SessionID method if
+// the session has one (Session does), else id_token_claims.ext.sid in the
+// session's JSON raw.
+func SessionSID(sess fosite.Session, raw []byte) string {
+	if s, ok := sess.(interface{ SessionID() string }); ok {
+		return s.SessionID()
+	}
+	var v struct {
+		Claims *struct {
+			Ext map[string]any `json:"ext"`
+		} `json:"id_token_claims"`
+	}
+	if json.Unmarshal(raw, &v) != nil || v.Claims == nil {
+		return ""
+	}
+	sid, _ := v.Claims.Ext["sid"].(string)
+	return sid
+}

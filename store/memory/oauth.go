@@ -101,25 +101,6 @@ func tokenTypeOf(kind string) fosite.TokenType {
 	return fosite.AuthorizeCode
 }
 
-// sessionSID is the OIDC session id a fosite session belongs to: from a
-// SessionID method if the session has one, else id_token_claims.ext.sid in
-// its JSON.
-func sessionSID(sess fosite.Session, raw []byte) string {
-	if s, ok := sess.(interface{ SessionID() string }); ok {
-		return s.SessionID()
-	}
-	var v struct {
-		Claims *struct {
-			Ext map[string]any `json:"ext"`
-		} `json:"id_token_claims"`
-	}
-	if json.Unmarshal(raw, &v) != nil || v.Claims == nil {
-		return ""
-	}
-	sid, _ := v.Claims.Ext["sid"].(string)
-	return sid
-}
-
 func args(s []string) fosite.Arguments {
 	out := make(fosite.Arguments, len(s))
 	copy(out, s)
@@ -145,7 +126,7 @@ func newOAuthToken(kind string, req fosite.Requester) (*oauthToken, error) {
 		grantedAudience: args(req.GetGrantedAudience()),
 		form:            req.Sanitize(idp.TokenFormAllowList).GetRequestForm().Encode(),
 		session:         raw,
-		sid:             sessionSID(sess, raw),
+		sid:             idp.SessionSID(sess, raw),
 		active:          true,
 	}
 	if sess != nil {

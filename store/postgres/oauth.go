@@ -54,25 +54,6 @@ func oauthTokenType(kind string) fosite.TokenType {
 	return fosite.AuthorizeCode
 }
 
-// oauthSessionSID is the OIDC session id a fosite session belongs to: from a
-// SessionID method if the session has one, else id_token_claims.ext.sid in
-// its JSON.
-func oauthSessionSID(sess fosite.Session, raw []byte) string {
-	if s, ok := sess.(interface{ SessionID() string }); ok {
-		return s.SessionID()
-	}
-	var v struct {
-		Claims *struct {
-			Ext map[string]any `json:"ext"`
-		} `json:"id_token_claims"`
-	}
-	if json.Unmarshal(raw, &v) != nil || v.Claims == nil {
-		return ""
-	}
-	sid, _ := v.Claims.Ext["sid"].(string)
-	return sid
-}
-
 func oauthArgs(s []string) fosite.Arguments {
 	out := make(fosite.Arguments, len(s))
 	copy(out, s)
@@ -232,7 +213,7 @@ func (s *Store) createOAuthToken(ctx context.Context, kind, sig, accessSig strin
 		[]string(oauthArgs(req.GetRequestedScopes())), []string(oauthArgs(req.GetGrantedScopes())),
 		[]string(oauthArgs(req.GetRequestedAudience())), []string(oauthArgs(req.GetGrantedAudience())),
 		req.Sanitize(idp.TokenFormAllowList).GetRequestForm().Encode(), subject,
-		raw, oauthSessionSID(sess, raw), oauthNullTime(expires), accessHash)
+		raw, idp.SessionSID(sess, raw), oauthNullTime(expires), accessHash)
 	return oauthErr(op, err)
 }
 
