@@ -1,6 +1,8 @@
 package idp
 
 import (
+	"bytes"
+	"slices"
 	"time"
 
 	"github.com/go-jose/go-jose/v3"
@@ -108,4 +110,39 @@ func splitSpace(s string) []string {
 		out = append(out, s[start:])
 	}
 	return out
+}
+
+// Clone returns a copy of c that shares no slice, map or key set with it,
+// so that a cached client can be handed out without callers seeing each
+// other's changes. The parsed keys inside JWKS (public keys and
+// certificates) are shared: nothing in nhsid modifies key material once
+// parsed.
+func (c *Client) Clone() *Client {
+	if c == nil {
+		return nil
+	}
+	out := *c
+	out.RedirectURIs = slices.Clone(c.RedirectURIs)
+	out.PostLogoutRedirectURIs = slices.Clone(c.PostLogoutRedirectURIs)
+	out.GrantTypes = slices.Clone(c.GrantTypes)
+	out.ResponseTypes = slices.Clone(c.ResponseTypes)
+	out.Audience = slices.Clone(c.Audience)
+	out.AllowedRoles = slices.Clone(c.AllowedRoles)
+	out.RequiredActivities = slices.Clone(c.RequiredActivities)
+	out.SecretHash = bytes.Clone(c.SecretHash)
+	out.RotatedSecretHashes = nil
+	for _, h := range c.RotatedSecretHashes {
+		out.RotatedSecretHashes = append(out.RotatedSecretHashes, bytes.Clone(h))
+	}
+	if c.JWKS != nil {
+		ks := &jose.JSONWebKeySet{Keys: slices.Clone(c.JWKS.Keys)}
+		for i := range ks.Keys {
+			k := &ks.Keys[i]
+			k.Certificates = slices.Clone(k.Certificates)
+			k.CertificateThumbprintSHA1 = bytes.Clone(k.CertificateThumbprintSHA1)
+			k.CertificateThumbprintSHA256 = bytes.Clone(k.CertificateThumbprintSHA256)
+		}
+		out.JWKS = ks
+	}
+	return &out
 }

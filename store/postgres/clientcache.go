@@ -3,6 +3,8 @@ package postgres
 import (
 	"sync"
 	"time"
+
+	"github.com/nhsid/nhsid/idp"
 )
 
 // clientCacheTTL bounds how long a replica may serve a client row it read
@@ -10,11 +12,12 @@ import (
 // by another replica within this time.
 const clientCacheTTL = 2 * time.Second
 
-// clientCache keeps recently read client rows. Every token request,
+// clientCache keeps recently read clients. Every token request,
 // introspection and userinfo call loads one or two clients; the profiles
 // under load (docs/performance.md) showed those SELECTs as a fifth of the
-// work of an introspection. Rows are cached as scanned and decoded afresh
-// on every get, so callers never share a client.
+// work of an introspection, and then decoding the cached rows' JSON (with
+// their key sets) as a tenth. Clients are cached decoded and never
+// modified; every get returns a Clone, so callers never share a client.
 type clientCache struct {
 	mu  sync.RWMutex
 	m   map[string]cachedClient
@@ -22,7 +25,7 @@ type clientCache struct {
 }
 
 type cachedClient struct {
-	r       *clientRow // never modified once cached
+	c       *idp.Client // never modified once cached
 	expires time.Time
 }
 
@@ -30,8 +33,8 @@ func newClientCache() *clientCache {
 	return &clientCache{m: map[string]cachedClient{}, now: time.Now}
 }
 
-// get returns the cached row, or nil. A nil cache is empty.
-func (cc *clientCache) get(id string) *clientRow {
+// get returns a copy of the cached client, or nil. A nil cache is empty.
+func (cc *clientCache) get(id string) *idp.Client {
 	if cc == nil {
 		return nil
 	}
@@ -41,10 +44,11 @@ func (cc *clientCache) get(id string) *clientRow {
 	if !ok || !cc.now().Before(e.expires) {
 		return nil
 	}
-	return e.r
+	return e.c.Clone()
 }
 
-func (cc *clientCache) put(r *clientRow) {
+// put caches a copy of c.
+func (cc *clientCache) put(c *idp.Client) {
 	if cc == nil {
 		return
 	}
@@ -52,7 +56,7 @@ func (cc *clientCache) put(r *clientRow) {
 	if len(cc.m) > 10000 {
 		clear(cc.m) // bounded: a client flood only costs re-reads
 	}
-	cc.m[r.id] = cachedClient{r: r, expires: cc.now().Add(clientCacheTTL)}
+	cc.m[c.ID] = cachedClient{c: c.Clone(), expires: cc.now().Add(clientCacheTTL)}
 	cc.mu.Unlock()
 }
 

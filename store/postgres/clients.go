@@ -27,8 +27,7 @@ func scanClient(row pgx.Row) (*idp.Client, error) {
 	return r.client()
 }
 
-// clientRow is a clients row as scanned, before decoding (clientcache.go
-// keeps these).
+// clientRow is a clients row as scanned, before decoding.
 type clientRow struct {
 	id      string
 	meta    []byte
@@ -98,18 +97,18 @@ func (s *Store) CreateClient(ctx context.Context, c *idp.Client) error {
 // a *idp.Client, or an error that is both fosite.ErrNotFound and
 // store.ErrNotFound.
 func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
-	if r := s.clients.get(id); r != nil {
-		return r.client()
+	if c := s.clients.get(id); c != nil {
+		return c, nil
 	}
-	r, err := scanClientRow(s.db(ctx).QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
+	c, err := scanClient(s.db(ctx).QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, clientNotFound(id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get client %q: %w", id, translate(err))
 	}
-	s.clients.put(r)
-	return r.client()
+	s.clients.put(c)
+	return c, nil
 }
 
 func (s *Store) getClient(ctx context.Context, q querier, id, lock string) (*idp.Client, error) {

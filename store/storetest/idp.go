@@ -98,6 +98,7 @@ func testClientRoundTrip(t *testing.T, s Store) {
 
 	gc := got.(*idp.Client)
 	gc.RedirectURIs[0] = "https://evil.example/cb"
+	gc.JWKS.Keys[0].KeyID = "changed"
 	gc.JWKS.Keys = nil
 	gc.RotatedSecretHashes[0][0] = 'X'
 	again, err := s.GetClient(ctx, "client-1")
