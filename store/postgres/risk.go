@@ -45,20 +45,30 @@ func (s *Store) GetRiskProfile(ctx context.Context, personUID string) (policy.Ri
 func (s *Store) UpdateRiskProfile(ctx context.Context, personUID string, fn func(*policy.RiskProfile) error) (policy.RiskProfile, error) {
 	var out policy.RiskProfile
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		// Make sure the row exists so that FOR UPDATE has something to lock.
-		if _, err := tx.Exec(ctx, `INSERT INTO risk_profiles (person_uid, profile, updated_at) VALUES ($1, '{}', now())
+		// Lock the row; on a person's first sign-in, create it first so
+		// that FOR UPDATE has something to lock (every later sign-in
+		// saves that round trip).
+		var raw []byte
+		err := tx.QueryRow(ctx, `SELECT profile FROM risk_profiles WHERE person_uid = $1 FOR UPDATE`, personUID).Scan(&raw)
+		if errors.Is(err, pgx.ErrNoRows) {
+			if _, err := tx.Exec(ctx, `INSERT INTO risk_profiles (person_uid, profile, updated_at) VALUES ($1, '{}', now())
 ON CONFLICT (person_uid) DO NOTHING`, personUID); err != nil {
-			return err
+				return err
+			}
+			err = tx.QueryRow(ctx, `SELECT profile FROM risk_profiles WHERE person_uid = $1 FOR UPDATE`, personUID).Scan(&raw)
 		}
-		p, err := scanRiskProfile(tx.QueryRow(ctx, `SELECT profile FROM risk_profiles WHERE person_uid = $1 FOR UPDATE`, personUID), personUID)
 		if err != nil {
 			return err
+		}
+		p := policy.RiskProfile{PersonUID: personUID}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return fmt.Errorf("decode: %w", err)
 		}
 		if err := fn(&p); err != nil {
 			return err
 		}
 		p.PersonUID = personUID
-		raw, err := json.Marshal(p)
+		raw, err = json.Marshal(p)
 		if err != nil {
 			return fmt.Errorf("encode: %w", err)
 		}
