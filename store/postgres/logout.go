@@ -137,7 +137,7 @@ func (s *Store) GetLogoutDelivery(ctx context.Context, id string) (idp.LogoutDel
 }
 
 // gcBatch bounds each GC delete, so a large backlog never holds long locks.
-const gcBatch = 1000
+var gcBatch int64 = 1000 // a var so that tests can exercise several batches
 
 // PurgeExpiredSessionData deletes, in batches, sign-in flows and WebAuthn
 // challenges that expired before before, and back-channel logout

@@ -647,19 +647,30 @@ func (s *Store) DeletePARSession(ctx context.Context, requestURI string) error {
 
 // PurgeExpiredOAuth drops codes, tokens, PAR requests and jtis that expired
 // before the given time (for the GC job; safe on several replicas); refresh
-// tokens without an expiry stay. It returns how many rows it removed.
+// tokens without an expiry stay. It deletes in batches of gcBatch rows, each
+// its own short transaction: one DELETE of millions of expired rows would
+// hold a snapshot that stalls the audit sealer's watermark and write its
+// WAL in one burst. It returns how many rows it removed.
 func (s *Store) PurgeExpiredOAuth(ctx context.Context, before time.Time) (int, error) {
 	var n int64
 	for _, q := range []string{
-		`DELETE FROM oauth_tokens WHERE expires_at < $1`,
-		`DELETE FROM oauth_par WHERE expires_at < $1`,
-		`DELETE FROM oauth_jti WHERE expires_at < $1`,
+		`DELETE FROM oauth_tokens WHERE ctid IN (SELECT ctid FROM oauth_tokens WHERE expires_at < $1 LIMIT $2)`,
+		`DELETE FROM oauth_par WHERE ctid IN (SELECT ctid FROM oauth_par WHERE expires_at < $1 LIMIT $2)`,
+		`DELETE FROM oauth_jti WHERE ctid IN (SELECT ctid FROM oauth_jti WHERE expires_at < $1 LIMIT $2)`,
 	} {
-		tag, err := s.db(ctx).Exec(ctx, q, before.UTC())
-		if err != nil {
-			return int(n), oauthErr("purge expired oauth", err)
+		for {
+			tag, err := s.db(ctx).Exec(ctx, q, before.UTC(), gcBatch)
+			if err != nil {
+				return int(n), oauthErr("purge expired oauth", err)
+			}
+			n += tag.RowsAffected()
+			if tag.RowsAffected() < gcBatch {
+				break
+			}
+			if err := ctx.Err(); err != nil {
+				return int(n), err
+			}
 		}
-		n += tag.RowsAffected()
 	}
 	return int(n), nil
 }

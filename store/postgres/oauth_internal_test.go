@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -150,5 +151,50 @@ func TestOAuthSerializableRotation(t *testing.T) {
 	}
 	if err := s.Rollback(b); err != nil {
 		t.Fatalf("rollback b: %v", err)
+	}
+}
+
+// TestPurgeExpiredOAuthInBatches: the purge deletes in batches until no
+// expired row is left, and keeps live rows.
+func TestPurgeExpiredOAuthInBatches(t *testing.T) {
+	s, req := oauthTestStore(t)
+	ctx := context.Background()
+	defer func(n int64) { gcBatch = n }(gcBatch)
+	gcBatch = 3
+
+	expired := req.Sanitize(nil).(*fosite.Request)
+	expired.Session = openid.NewDefaultSession()
+	expired.Session.SetExpiresAt(fosite.AccessToken, time.Now().Add(-time.Minute))
+	for i := range 7 {
+		if err := s.CreateAccessTokenSession(ctx, fmt.Sprintf("old-%d", i), expired); err != nil {
+			t.Fatalf("create expired: %v", err)
+		}
+	}
+	for i := range 2 {
+		if err := s.CreateAccessTokenSession(ctx, fmt.Sprintf("live-%d", i), req); err != nil {
+			t.Fatalf("create live: %v", err)
+		}
+	}
+	if err := s.SetClientAssertionJWT(ctx, "old-jti", time.Now().Add(-time.Minute)); err != nil {
+		t.Fatalf("jti: %v", err)
+	}
+	n, err := s.PurgeExpiredOAuth(ctx, time.Now())
+	if err != nil {
+		t.Fatalf("purge: %v", err)
+	}
+	if n != 8 {
+		t.Errorf("purged %d rows, want 8 (7 tokens in 3 batches, 1 jti)", n)
+	}
+	var left int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM oauth_tokens`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 2 {
+		t.Errorf("%d token rows left, want the 2 live ones", left)
+	}
+	for i := range 2 {
+		if _, err := s.GetAccessTokenSession(ctx, fmt.Sprintf("live-%d", i), openid.NewDefaultSession()); err != nil {
+			t.Errorf("live token %d after purge: %v", i, err)
+		}
 	}
 }
