@@ -5,7 +5,9 @@
 // client_credentials, refresh, introspect, userinfo, saml-sso, mixed), closed-loop or
 // at a fixed arrival rate, and prints throughput, latency percentiles,
 // errors by kind, the ratio to each scenario's limit and the CPU split
-// between nhsid and PostgreSQL; `limit` runs only the limit benchmarks.
+// between nhsid and PostgreSQL; `limit` runs only the limit benchmarks;
+// `seed` bulk-loads filler people and token rows into nhsid's database for
+// scale measurements (and `seed --clean` removes them).
 // Targets must be loopback; every run is bounded and stops by itself.
 // See docs/performance.md.
 package main
@@ -43,7 +45,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(setupCmd(), runCmd(), limitCmd())
+	root.AddCommand(setupCmd(), runCmd(), limitCmd(), seedCmd())
 	return root
 }
 
@@ -218,5 +220,60 @@ func limitCmd() *cobra.Command {
 	cmd.Flags().StringVar(&conc, "concurrency", "8", "workers (comma-separated)")
 	cmd.Flags().DurationVar(&dur, "duration", 5*time.Second, "time per operation")
 	cmd.Flags().StringVar(&db, "db", "", "PostgreSQL URL (empty: in memory)")
+	return cmd
+}
+
+func seedCmd() *cobra.Command {
+	var (
+		o     loadgen.SeedOptions
+		clean bool
+	)
+	cmd := &cobra.Command{
+		Use:   "seed",
+		Short: "Bulk-load filler people and OAuth token rows into nhsid's database (for scale runs)",
+		Long: `seed writes filler data straight into the PostgreSQL database of an
+already-migrated nhsid with COPY, for measuring throughput at scale: people
+(with an organisation membership and a position in a non-RA job role from
+the loaded role catalogue, spread over seeded organisations SEED0000...)
+and oauth_tokens rows (mostly access and refresh tokens, some authorization
+codes with their PKCE and OIDC rows; live and expired; owned by --client
+or the first client; subjects drawn from the seeded people).
+
+It tops the database up to the requested counts, so running it again adds
+nothing. Everything it writes is tagged (emails @` + loadgen.SeedEmailDomain + `,
+organisation codes ` + loadgen.SeedOrgPrefix + `NNNN, request ids ` + loadgen.SeedRequestPrefix + `...) and --clean removes exactly
+that. Only loopback hosts and unix sockets are accepted. nhsid's purge of
+expired OAuth rows deletes expired seeded rows too; run seed again before
+measuring to top them up.`,
+		Example: `  nhsid-load seed --db postgres://postgres@127.0.0.1:5432/nhsid
+  nhsid-load seed --db postgres://postgres@127.0.0.1:5432/nhsid --persons 2000 --tokens 10000
+  nhsid-load seed --db postgres://postgres@127.0.0.1:5432/nhsid --clean`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Progress = cmd.ErrOrStderr()
+			if clean {
+				r, err := loadgen.CleanSeed(cmd.Context(), o.DatabaseURL, o.Progress)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), r)
+				return nil
+			}
+			r, err := loadgen.Seed(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), r)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.DatabaseURL, "db", "", "nhsid's PostgreSQL URL (loopback or unix socket only; schema migrated)")
+	f.IntVar(&o.Persons, "persons", 1_000_000, fmt.Sprintf("seeded people the database should hold (max %d)", loadgen.MaxSeedPersons))
+	f.IntVar(&o.Tokens, "tokens", 5_000_000, fmt.Sprintf("seeded oauth_tokens rows the database should hold (max %d)", loadgen.MaxSeedTokens))
+	f.IntVar(&o.Orgs, "orgs", 1000, fmt.Sprintf("seeded organisations to spread people over (max %d)", loadgen.MaxSeedOrgs))
+	f.StringVar(&o.ClientID, "client", "", "client owning the token rows (default: the first client in the database)")
+	f.IntVar(&o.BatchSize, "batch", 50_000, "rows per COPY, each in its own transaction")
+	f.BoolVar(&clean, "clean", false, "remove every seeded row instead of seeding")
 	return cmd
 }
