@@ -529,28 +529,25 @@ func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
 	return nil
 }
 
-// SetClientAssertionJWT records jti until exp, first dropping expired ones;
-// a jti still recorded gives fosite.ErrJTIKnown.
+// SetClientAssertionJWT records jti until exp; a jti still recorded gives
+// fosite.ErrJTIKnown, an expired one is taken over. One statement, no
+// transaction: expired rows are left to the GC purge (PurgeExpiredOAuth),
+// because deleting them here made concurrent token requests queue on the
+// same expired rows' locks (docs/performance.md).
 func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
 	const op = "record jti"
-	now := oauthNow()
-	return s.oauthTx(ctx, op, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM oauth_jti WHERE expires_at <= $1`, now); err != nil {
-			return oauthErr(op, err)
-		}
-		tag, err := tx.Exec(ctx, `
-			INSERT INTO oauth_jti (jti_hash, expires_at) VALUES ($1, $2)
-			ON CONFLICT (jti_hash) DO UPDATE SET expires_at = EXCLUDED.expires_at
-			WHERE oauth_jti.expires_at <= $3`,
-			oauthHash(jti), exp.UTC(), now)
-		if err != nil {
-			return oauthErr(op, err)
-		}
-		if tag.RowsAffected() == 0 {
-			return fosite.ErrJTIKnown
-		}
-		return nil
-	})
+	tag, err := s.db(ctx).Exec(ctx, `
+		INSERT INTO oauth_jti (jti_hash, expires_at) VALUES ($1, $2)
+		ON CONFLICT (jti_hash) DO UPDATE SET expires_at = EXCLUDED.expires_at
+		WHERE oauth_jti.expires_at <= $3`,
+		oauthHash(jti), exp.UTC(), oauthNow())
+	if err != nil {
+		return oauthErr(op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fosite.ErrJTIKnown
+	}
+	return nil
 }
 
 // ---- pushed authorization requests ----
