@@ -47,8 +47,11 @@ func (p *Provider) auditCode(ctx context.Context, ar fosite.AuthorizeRequester, 
 }
 
 // auditFirstUse records client.first_use when the person has no earlier
-// code.issued or client.first_use for the client: one indexed look-up
-// (limit 1) before each code. It needs a Recorder that is also an
+// client.first_use for the client: one indexed look-up (person, client,
+// type) before each code. Only client.first_use is looked for: every code
+// is preceded by this check, so a person who has a code.issued for the
+// client has a client.first_use too, and a busy person's code.issued
+// events would make the look-up read them all. It needs a Recorder that is also an
 // audit.Querier (audit.Log is); with any other it records nothing. A
 // concurrent first sign-in to the same client may record it twice.
 func (p *Provider) auditFirstUse(ctx context.Context, ar fosite.AuthorizeRequester, sess *Session) error {
@@ -61,7 +64,7 @@ func (p *Provider) auditFirstUse(ctx context.Context, ar fosite.AuthorizeRequest
 		return nil
 	}
 	page, err := q.QueryAudit(ctx, audit.Query{Person: subject, Client: client,
-		Types: []audit.Type{audit.CodeIssued, audit.ClientFirstUse}, Limit: 1})
+		Types: []audit.Type{audit.ClientFirstUse}, Limit: 1})
 	if err != nil {
 		return err
 	}
