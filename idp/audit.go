@@ -229,13 +229,39 @@ func (p *Provider) auditAccessToken(ctx context.Context, req fosite.Requester) e
 	})
 }
 
-// newAccessResponse is NewAccessResponse, run in one store transaction for
-// the client_credentials grant (fosite opens none for it), so that the
-// token and its audit event commit together, with one commit. The other
-// grants open their own transaction inside fosite.
+// writePipeliner is a store that can send a request's writes in one round
+// trip and one implicit transaction (store/postgres).
+type writePipeliner interface {
+	BeginPipeline(ctx context.Context) (context.Context, error)
+	SendPipeline(ctx context.Context) error
+}
+
+// newAccessResponse is NewAccessResponse, with the client_credentials
+// grant's writes made atomic (fosite opens no transaction for it), so that
+// the token and its audit event commit together with one commit: in one
+// write pipeline where the store offers it (a single round trip), else in
+// one transaction. The other grants open their own transaction inside
+// fosite.
 func (p *Provider) newAccessResponse(ctx context.Context, ar fosite.AccessRequester) (fosite.AccessResponder, error) {
+	if p.deps.Audit == nil || !ar.GetGrantTypes().ExactOne("client_credentials") {
+		return p.oauth.NewAccessResponse(ctx, ar)
+	}
+	if wp, ok := p.deps.Store.(writePipeliner); ok {
+		pctx, err := wp.BeginPipeline(ctx)
+		if err != nil {
+			return nil, fosite.ErrServerError.WithWrap(err)
+		}
+		resp, err := p.oauth.NewAccessResponse(pctx, ar)
+		if err != nil {
+			return nil, err // nothing was sent, so nothing was written
+		}
+		if err := wp.SendPipeline(pctx); err != nil {
+			return nil, fosite.ErrServerError.WithWrap(err)
+		}
+		return resp, nil
+	}
 	tx, ok := p.deps.Store.(storage.Transactional)
-	if !ok || p.deps.Audit == nil || !ar.GetGrantTypes().ExactOne("client_credentials") {
+	if !ok {
 		return p.oauth.NewAccessResponse(ctx, ar)
 	}
 	tctx, err := tx.BeginTX(ctx)

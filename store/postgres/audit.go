@@ -23,7 +23,8 @@ const sealLockKey int64 = 0x6e687369_64736561 // "nhsidsea"
 const auditCols = `seq, time, type, outcome, actor, subject, client, org, role_id, session_hash, request_id, ip, user_agent, detail`
 
 // AppendAudit implements audit.Store: one INSERT for all events, in the
-// transaction carried by ctx if any.
+// transaction or write pipeline carried by ctx if any (in a pipeline the
+// returned events have no Seq yet).
 func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.Event, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -45,6 +46,19 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 		}
 		args = append(args, e.Time.UTC(), string(e.Type), string(e.Outcome), e.Actor, e.Subject, e.Client, e.Org,
 			e.RoleID, e.SessionHash, e.RequestID, e.IP, e.UserAgent, detail)
+	}
+	if _, ok := pipelineOf(ctx); ok {
+		// Queued: the events commit with the rest of the pipeline, and
+		// their sequence numbers are not known yet.
+		if err := s.execNoAnswer(ctx, sb.String(), args...); err != nil {
+			return nil, fmt.Errorf("append audit: %w", err)
+		}
+		out := make([]audit.Event, len(events))
+		for i := range events {
+			out[i] = events[i]
+			out[i].Time = events[i].Time.UTC()
+		}
+		return out, nil
 	}
 	sb.WriteString(" RETURNING seq")
 	rows, err := s.db(ctx).Query(ctx, sb.String(), args...)

@@ -93,6 +93,9 @@ func (s *Store) oauthTx(ctx context.Context, op string, fn func(tx pgx.Tx) error
 	if tx, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
 		return fn(tx)
 	}
+	if _, ok := pipelineOf(ctx); ok {
+		return oauthErr(op, errPipelineAnswer)
+	}
 	err := pgx.BeginFunc(ctx, s.pool, fn)
 	var fe *fosite.RFC6749Error
 	if errors.As(err, &fe) || errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
@@ -108,6 +111,9 @@ func (s *Store) oauthTx(ctx context.Context, op string, fn func(tx pgx.Tx) error
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if _, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
 		return ctx, errors.New("begin tx: a transaction is already open")
+	}
+	if _, ok := pipelineOf(ctx); ok {
+		return ctx, errors.New("begin tx: a write pipeline is open")
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -204,7 +210,7 @@ func (s *Store) createOAuthToken(ctx context.Context, kind, sig, accessSig strin
 	if accessSig != "" {
 		accessHash = oauthHash(accessSig)
 	}
-	_, err = s.db(ctx).Exec(ctx, `
+	err = s.execNoAnswer(ctx, `
 		INSERT INTO oauth_tokens (signature_hash, kind, request_id, client_id, requested_at,
 			scopes, granted_scopes, audiences, granted_audiences, form_data, subject,
 			session, sid, expires_at, access_signature_hash)

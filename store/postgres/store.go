@@ -40,18 +40,26 @@ type querier interface {
 
 type txKey struct{}
 
-// db returns the transaction carried by ctx (see BeginTX), or the pool.
+// db returns the transaction (see BeginTX) or write pipeline (see
+// BeginPipeline) carried by ctx, or the pool.
 func (s *Store) db(ctx context.Context) querier {
 	if tx, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
 		return tx
 	}
+	if p, ok := pipelineOf(ctx); ok {
+		return p
+	}
 	return s.pool
 }
 
-// inTx runs fn in the transaction carried by ctx, or in a new one.
+// inTx runs fn in the transaction carried by ctx, or in a new one; never
+// inside a write pipeline.
 func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	if tx, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
 		return fn(tx)
+	}
+	if _, ok := pipelineOf(ctx); ok {
+		return errPipelineAnswer
 	}
 	err := pgx.BeginFunc(ctx, s.pool, fn)
 	return translate(err)

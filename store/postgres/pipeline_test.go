@@ -1,0 +1,135 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+
+	"github.com/nhsid/nhsid/audit"
+	"github.com/nhsid/nhsid/policy"
+)
+
+func (s *Store) countRows(t *testing.T, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := s.pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("count: %v", err)
+	}
+	return n
+}
+
+// TestPipelineCommitsTogether: queued writes are invisible until sent, and
+// then the token row and its audit event are there together.
+func TestPipelineCommitsTogether(t *testing.T) {
+	s, req := oauthTestStore(t)
+	bg := context.Background()
+	ctx, err := s.BeginPipeline(bg)
+	if err != nil {
+		t.Fatalf("BeginPipeline: %v", err)
+	}
+	if err := s.CreateAccessTokenSession(ctx, "piped-at", req); err != nil {
+		t.Fatalf("create in pipeline: %v", err)
+	}
+	out, err := s.AppendAudit(ctx, []audit.Event{{Type: audit.TokenIssued, Outcome: audit.Success, Client: "tx-client"}})
+	if err != nil || len(out) != 1 || out[0].Seq != 0 {
+		t.Fatalf("AppendAudit in pipeline = %+v, %v; want one event without a seq", out, err)
+	}
+	if _, err := s.GetAccessTokenSession(bg, "piped-at", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
+		t.Fatalf("token visible before the pipeline was sent: %v", err)
+	}
+	if n := s.countRows(t, `SELECT count(*) FROM audit_events WHERE client = 'tx-client'`); n != 0 {
+		t.Fatalf("%d audit events before send, want 0", n)
+	}
+	if err := s.SendPipeline(ctx); err != nil {
+		t.Fatalf("SendPipeline: %v", err)
+	}
+	if _, err := s.GetAccessTokenSession(bg, "piped-at", openid.NewDefaultSession()); err != nil {
+		t.Fatalf("token after send: %v", err)
+	}
+	if n := s.countRows(t, `SELECT count(*) FROM audit_events WHERE client = 'tx-client' AND type = 'token.issued'`); n != 1 {
+		t.Fatalf("%d audit events after send, want 1", n)
+	}
+	if err := s.SendPipeline(ctx); err == nil {
+		t.Fatal("a second SendPipeline succeeded")
+	}
+	if err := s.CreateAccessTokenSession(ctx, "late", req); err == nil {
+		t.Fatal("a write after send was accepted")
+	}
+}
+
+// TestPipelineAllOrNothing: when one queued write fails, none commits.
+func TestPipelineAllOrNothing(t *testing.T) {
+	s, req := oauthTestStore(t)
+	bg := context.Background()
+	if err := s.CreateAccessTokenSession(bg, "taken", req); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	ctx, err := s.BeginPipeline(bg)
+	if err != nil {
+		t.Fatalf("BeginPipeline: %v", err)
+	}
+	if err := s.CreateAccessTokenSession(ctx, "fresh", req); err != nil {
+		t.Fatalf("queue fresh: %v", err)
+	}
+	if _, err := s.AppendAudit(ctx, []audit.Event{{Type: audit.TokenIssued, Outcome: audit.Success, Client: "tx-client"}}); err != nil {
+		t.Fatalf("queue audit: %v", err)
+	}
+	if err := s.CreateAccessTokenSession(ctx, "taken", req); err != nil { // duplicate key, found at send
+		t.Fatalf("queue duplicate: %v", err)
+	}
+	if err := s.SendPipeline(ctx); err == nil {
+		t.Fatal("SendPipeline with a duplicate key succeeded")
+	}
+	if _, err := s.GetAccessTokenSession(bg, "fresh", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
+		t.Fatalf("the write before the failure committed: %v", err)
+	}
+	if n := s.countRows(t, `SELECT count(*) FROM audit_events WHERE client = 'tx-client'`); n != 0 {
+		t.Fatalf("%d audit events committed from a failed pipeline, want 0", n)
+	}
+}
+
+// TestPipelineRefusesReads: a read, a transaction or a nested pipeline in
+// a pipelined context fails clearly instead of seeing no data.
+func TestPipelineRefusesReads(t *testing.T) {
+	s, req := oauthTestStore(t)
+	bg := context.Background()
+	if err := s.CreateAccessTokenSession(bg, "at", req); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	ctx, err := s.BeginPipeline(bg)
+	if err != nil {
+		t.Fatalf("BeginPipeline: %v", err)
+	}
+	if _, err := s.GetAccessTokenSession(ctx, "at", openid.NewDefaultSession()); !errors.Is(err, errPipelineAnswer) {
+		t.Errorf("read in pipeline: %v, want errPipelineAnswer", err)
+	}
+	if err := s.SetClientAssertionJWT(ctx, "jti", req.GetRequestedAt()); !errors.Is(err, errPipelineAnswer) {
+		t.Errorf("a write whose row count matters, in a pipeline: %v, want errPipelineAnswer", err)
+	}
+	if err := s.RotateRefreshToken(ctx, req.GetID(), "rt"); !errors.Is(err, errPipelineAnswer) {
+		t.Errorf("a call that needs its own transaction in a pipeline: %v, want errPipelineAnswer", err)
+	}
+	if _, err := s.UpdateRiskProfile(ctx, "555000000001", func(*policy.RiskProfile) error { return nil }); !errors.Is(err, errPipelineAnswer) {
+		t.Errorf("inTx in a pipeline: %v, want errPipelineAnswer", err)
+	}
+	if _, err := s.BeginTX(ctx); err == nil {
+		t.Error("BeginTX inside a pipeline succeeded")
+	}
+	if _, err := s.BeginPipeline(ctx); err == nil {
+		t.Error("nested BeginPipeline succeeded")
+	}
+	txCtx, err := s.BeginTX(bg)
+	if err != nil {
+		t.Fatalf("BeginTX: %v", err)
+	}
+	defer s.Rollback(txCtx)
+	if _, err := s.BeginPipeline(txCtx); err == nil {
+		t.Error("BeginPipeline inside a transaction succeeded")
+	}
+	if err := s.SendPipeline(bg); err == nil {
+		t.Error("SendPipeline without a pipeline succeeded")
+	}
+}
