@@ -100,7 +100,11 @@ func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error)
 	if c := s.clients.get(id); c != nil {
 		return c, nil
 	}
-	c, err := scanClient(s.db(ctx).QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
+	q := s.db(ctx)
+	if _, ok := pipelineOf(ctx); ok {
+		q = s.pool // the pipeline never writes clients: read them now
+	}
+	c, err := scanClient(q.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, clientNotFound(id)
 	}

@@ -81,8 +81,6 @@ func oauthErr(op string, err error) error {
 		switch pgErr.Code {
 		case "40001", "40P01":
 			return fmt.Errorf("%s: %w: %s", op, fosite.ErrSerializationFailure, pgErr.Code)
-		case "23503": // foreign key: unknown client
-			return fmt.Errorf("%s: %w: %s", op, fosite.ErrNotFound, pgErr.ConstraintName)
 		}
 	}
 	return fmt.Errorf("%s: %w", op, translate(err))
@@ -194,6 +192,11 @@ func (s *Store) createOAuthToken(ctx context.Context, kind, sig, accessSig strin
 	op := "create " + kind
 	if req == nil || req.GetClient() == nil {
 		return fmt.Errorf("%s: request without client", op)
+	}
+	// The client must exist (migration 0013 dropped the foreign key, whose
+	// per-row check cost more than this cached look-up).
+	if _, err := s.GetClient(ctx, req.GetClient().GetID()); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	sess := req.GetSession()
 	raw, err := json.Marshal(sess)
@@ -564,6 +567,9 @@ func (s *Store) CreatePARSession(ctx context.Context, requestURI string, ar fosi
 	const op = "create par"
 	if ar == nil || ar.GetClient() == nil {
 		return fmt.Errorf("%s: request without client", op)
+	}
+	if _, err := s.GetClient(ctx, ar.GetClient().GetID()); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	form := url.Values{}
 	for k, v := range ar.GetRequestForm() {

@@ -94,7 +94,6 @@ func TestOAuthErrorMapping(t *testing.T) {
 	}{
 		{"40001", fosite.ErrSerializationFailure},
 		{"40P01", fosite.ErrSerializationFailure},
-		{"23503", fosite.ErrNotFound},
 	}
 	for _, tc := range tests {
 		t.Run(tc.code, func(t *testing.T) {
