@@ -49,9 +49,9 @@ func (p *Provider) auditCode(ctx context.Context, ar fosite.AuthorizeRequester, 
 // auditFirstUse records client.first_use when the person has no earlier
 // client.first_use for the client: one indexed look-up (person, client,
 // type) before each code. Only client.first_use is looked for: every code
-// is preceded by this check, so a person who has a code.issued for the
-// client has a client.first_use too, and a busy person's code.issued
-// events would make the look-up read them all. It needs a Recorder that is also an
+// is preceded by this check, so a person with a code.issued for the client
+// has a client.first_use too, and a busy person's code.issued events would
+// make the look-up read them all. It needs a Recorder that is also an
 // audit.Querier (audit.Log is); with any other it records nothing. A
 // concurrent first sign-in to the same client may record it twice.
 func (p *Provider) auditFirstUse(ctx context.Context, ar fosite.AuthorizeRequester, sess *Session) error {
