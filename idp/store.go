@@ -115,6 +115,28 @@ var TokenFormAllowList = []string{
 // before it is stored.
 var PARSecretParams = []string{"client_secret", "client_assertion", "client_assertion_type", "code_verifier"}
 
+// Token row kinds. A signature is unique only within its kind: the PKCE
+// and OIDC rows share the authorize code's signature.
+const (
+	TokenKindCode    = "authorize_code"
+	TokenKindAccess  = "access"
+	TokenKindRefresh = "refresh"
+	TokenKindPKCE    = "pkce"
+	TokenKindOIDC    = "oidc"
+)
+
+// TokenKindType is the fosite token type whose expiry a row of kind keeps:
+// access and refresh rows their own, code, PKCE and OIDC rows the code's.
+func TokenKindType(kind string) fosite.TokenType {
+	switch kind {
+	case TokenKindAccess:
+		return fosite.AccessToken
+	case TokenKindRefresh:
+		return fosite.RefreshToken
+	}
+	return fosite.AuthorizeCode
+}
+
 // DefaultPARLifespan applies when a pushed request carries no session expiry.
 const DefaultPARLifespan = 5 * time.Minute
 

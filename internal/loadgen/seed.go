@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -136,7 +134,7 @@ func (r *SeedResult) String() string {
 	return b.String()
 }
 
-var seedKinds = []string{"access", "refresh", "authorize_code", "pkce", "oidc"}
+var seedKinds = []string{idp.TokenKindAccess, idp.TokenKindRefresh, idp.TokenKindCode, idp.TokenKindPKCE, idp.TokenKindOIDC}
 
 // CheckDatabaseLoopback refuses a PostgreSQL URL or DSN whose hosts
 // (including fallbacks) are not loopback addresses, localhost or unix
@@ -166,23 +164,8 @@ func checkDBHost(host string) error {
 	if strings.HasPrefix(host, "/") {
 		return nil // unix socket directory
 	}
-	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
-		return nil
-	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		if !ip.IsLoopback() {
-			return fmt.Errorf("loadgen: seed: database host %q is not a loopback address", host)
-		}
-		return nil
-	}
-	ips, err := net.LookupIP(host)
-	if err != nil || len(ips) == 0 {
-		return fmt.Errorf("loadgen: seed: database host %q is not a loopback address", host)
-	}
-	for _, a := range ips {
-		if !a.IsLoopback() {
-			return fmt.Errorf("loadgen: seed: database host %q resolves to non-loopback %s", host, a)
-		}
+	if err := checkLoopbackHost(host); err != nil {
+		return fmt.Errorf("loadgen: seed: database host %q %w", host, err)
 	}
 	return nil
 }
@@ -682,7 +665,7 @@ func (g *tokenGen) Next() bool {
 	sess := gr.session
 	form := gr.form
 	switch row.kind {
-	case "authorize_code", "pkce", "oidc":
+	case idp.TokenKindCode, idp.TokenKindPKCE, idp.TokenKindOIDC:
 		sess = gr.codeSession
 		form = g.codeForm(row.kind)
 	}
@@ -710,10 +693,10 @@ func (g *tokenGen) codeForm(kind string) string {
 	r := g.s.rng
 	scope := strings.Join(g.grant.scopes, "+")
 	switch kind {
-	case "pkce":
+	case idp.TokenKindPKCE:
 		return "client_id=" + g.s.client + "&code_challenge=" + randB64(r, 32) +
 			"&code_challenge_method=S256&response_type=code&scope=" + scope
-	case "oidc":
+	case idp.TokenKindOIDC:
 		return "client_id=" + g.s.client + "&nonce=" + randB64(r, 12) + "&response_type=code&scope=" + scope
 	}
 	return "client_id=" + g.s.client + "&redirect_uri=https%3A%2F%2Frp.example.nhs.uk%2Fcallback&response_type=code&scope=" + scope
@@ -781,9 +764,9 @@ func (g *tokenGen) newGrant() {
 	case kindDraw < 80:
 		v.exp = expRefresh
 		gr.session = g.s.sessions[v].fill(gr.session[:0], vals)
-		ah := g.signature("access")
-		gr.rows = append(gr.rows, seedRow{kind: "access", hash: ah, active: true, expires: accessExp})
-		ref := seedRow{kind: "refresh", hash: g.signature("refresh"), active: true, expires: refreshExp, accessHash: ah}
+		ah := g.signature(idp.TokenKindAccess)
+		gr.rows = append(gr.rows, seedRow{kind: idp.TokenKindAccess, hash: ah, active: true, expires: accessExp})
+		ref := seedRow{kind: idp.TokenKindRefresh, hash: g.signature(idp.TokenKindRefresh), active: true, expires: refreshExp, accessHash: ah}
 		switch n := r.IntN(100); {
 		case n < 15: // rotated
 			t := gr.requested.Add(time.Duration(r.Int64N(int64(seedAccessTTL))))
@@ -797,15 +780,15 @@ func (g *tokenGen) newGrant() {
 	case kindDraw < 90:
 		v.exp = expAccess
 		gr.session = g.s.sessions[v].fill(gr.session[:0], vals)
-		gr.rows = append(gr.rows, seedRow{kind: "access", hash: g.signature("access"), active: true, expires: accessExp})
+		gr.rows = append(gr.rows, seedRow{kind: idp.TokenKindAccess, hash: g.signature(idp.TokenKindAccess), active: true, expires: accessExp})
 		gr.form = "client_id=" + g.s.client + "&grant_type=authorization_code"
 	case kindDraw < 97:
-		gr.rows = append(gr.rows, seedRow{kind: "authorize_code", hash: g.signature("authorize_code"), active: false, expires: codeExp})
+		gr.rows = append(gr.rows, seedRow{kind: idp.TokenKindCode, hash: g.signature(idp.TokenKindCode), active: false, expires: codeExp})
 	default:
 		gr.rows = append(gr.rows,
-			seedRow{kind: "authorize_code", hash: g.signature("authorize_code"), active: true, expires: codeExp},
-			seedRow{kind: "pkce", hash: g.signature("pkce"), active: true, expires: codeExp},
-			seedRow{kind: "oidc", hash: g.signature("oidc"), active: true, expires: codeExp})
+			seedRow{kind: idp.TokenKindCode, hash: g.signature(idp.TokenKindCode), active: true, expires: codeExp},
+			seedRow{kind: idp.TokenKindPKCE, hash: g.signature(idp.TokenKindPKCE), active: true, expires: codeExp},
+			seedRow{kind: idp.TokenKindOIDC, hash: g.signature(idp.TokenKindOIDC), active: true, expires: codeExp})
 	}
 }
 

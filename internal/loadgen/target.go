@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -28,25 +29,33 @@ func CheckLoopback(raw string) error {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fmt.Errorf("loadgen: target %q: scheme must be http or https", raw)
 	}
-	host := u.Hostname()
+	if err := checkLoopbackHost(u.Hostname()); err != nil {
+		return fmt.Errorf("loadgen: target %q %w", raw, err)
+	}
+	return nil
+}
+
+// checkLoopbackHost refuses a host that is not "localhost" (or a
+// *.localhost name), a loopback address, or a name that resolves only to
+// loopback addresses: a name other than localhost could resolve anywhere.
+func checkLoopbackHost(host string) error {
 	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
 		return nil
 	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		// A name other than localhost could resolve anywhere.
-		if ips, lerr := net.LookupIP(host); lerr == nil && len(ips) > 0 {
-			for _, a := range ips {
-				if !a.IsLoopback() {
-					return fmt.Errorf("loadgen: target %q resolves to non-loopback %s", raw, a)
-				}
-			}
-			return nil
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if !ip.IsLoopback() {
+			return errors.New("is not a loopback address")
 		}
-		return fmt.Errorf("loadgen: target %q is not a loopback address", raw)
+		return nil
 	}
-	if !ip.IsLoopback() {
-		return fmt.Errorf("loadgen: target %q is not a loopback address", raw)
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return errors.New("is not a loopback address")
+	}
+	for _, a := range ips {
+		if !a.IsLoopback() {
+			return fmt.Errorf("resolves to non-loopback %s", a)
+		}
 	}
 	return nil
 }

@@ -25,16 +25,6 @@ var (
 	_ storage.Transactional = (*Store)(nil)
 )
 
-// Token kinds. A signature is only unique within its kind (PKCE and OIDC
-// rows share the authorize code's key).
-const (
-	kindCode    = "authorize_code"
-	kindAccess  = "access"
-	kindRefresh = "refresh"
-	kindPKCE    = "pkce"
-	kindOIDC    = "oidc"
-)
-
 type oauthKey struct {
 	kind string
 	hash [sha256.Size]byte
@@ -91,16 +81,6 @@ func (o *oauthState) init() {
 
 func sigHash(sig string) [sha256.Size]byte { return sha256.Sum256([]byte(sig)) }
 
-func tokenTypeOf(kind string) fosite.TokenType {
-	switch kind {
-	case kindAccess:
-		return fosite.AccessToken
-	case kindRefresh:
-		return fosite.RefreshToken
-	}
-	return fosite.AuthorizeCode
-}
-
 func args(s []string) fosite.Arguments {
 	out := make(fosite.Arguments, len(s))
 	copy(out, s)
@@ -131,7 +111,7 @@ func newOAuthToken(kind string, req fosite.Requester) (*oauthToken, error) {
 	}
 	if sess != nil {
 		t.subject = sess.GetSubject()
-		t.expiresAt = sess.GetExpiresAt(tokenTypeOf(kind)).UTC()
+		t.expiresAt = sess.GetExpiresAt(idp.TokenKindType(kind)).UTC()
 	}
 	return t, nil
 }
@@ -224,14 +204,14 @@ func (s *Store) deleteToken(kind, sig string) {
 
 // CreateAuthorizeCodeSession stores the request behind an authorize code.
 func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, sig string, req fosite.Requester) error {
-	return s.createToken(ctx, kindCode, sig, req)
+	return s.createToken(ctx, idp.TokenKindCode, sig, req)
 }
 
 // GetAuthorizeCodeSession returns the request behind a code. After
 // InvalidateAuthorizeCodeSession it returns the request together with
 // fosite.ErrInvalidatedAuthorizeCode, so that fosite can revoke the grant.
 func (s *Store) GetAuthorizeCodeSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
-	t := s.lookup(kindCode, sig)
+	t := s.lookup(idp.TokenKindCode, sig)
 	if t == nil {
 		return nil, fmt.Errorf("get authorize code: %w", fosite.ErrNotFound)
 	}
@@ -252,7 +232,7 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, sig string, session
 func (s *Store) InvalidateAuthorizeCodeSession(_ context.Context, sig string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, ok := s.oauth.tokens[oauthKey{kindCode, sigHash(sig)}]
+	t, ok := s.oauth.tokens[oauthKey{idp.TokenKindCode, sigHash(sig)}]
 	if !ok {
 		return fmt.Errorf("invalidate authorize code: %w", fosite.ErrNotFound)
 	}
@@ -264,23 +244,23 @@ func (s *Store) InvalidateAuthorizeCodeSession(_ context.Context, sig string) er
 
 // CreatePKCERequestSession stores the PKCE challenge of an authorize code.
 func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, req fosite.Requester) error {
-	return s.createToken(ctx, kindPKCE, sig, req)
+	return s.createToken(ctx, idp.TokenKindPKCE, sig, req)
 }
 
 // GetPKCERequestSession returns the PKCE request, or fosite.ErrNotFound.
 func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
-	return s.getActive(ctx, kindPKCE, sig, session)
+	return s.getActive(ctx, idp.TokenKindPKCE, sig, session)
 }
 
 // DeletePKCERequestSession removes the PKCE request.
 func (s *Store) DeletePKCERequestSession(_ context.Context, sig string) error {
-	s.deleteToken(kindPKCE, sig)
+	s.deleteToken(idp.TokenKindPKCE, sig)
 	return nil
 }
 
 // CreateOpenIDConnectSession stores the OIDC request of an authorize code.
 func (s *Store) CreateOpenIDConnectSession(ctx context.Context, code string, req fosite.Requester) error {
-	return s.createToken(ctx, kindOIDC, code, req)
+	return s.createToken(ctx, idp.TokenKindOIDC, code, req)
 }
 
 // GetOpenIDConnectSession returns the OIDC request, decoding its session
@@ -290,12 +270,12 @@ func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, req fo
 	if req != nil {
 		sess = req.GetSession()
 	}
-	return s.getActive(ctx, kindOIDC, code, sess)
+	return s.getActive(ctx, idp.TokenKindOIDC, code, sess)
 }
 
 // DeleteOpenIDConnectSession removes the OIDC request.
 func (s *Store) DeleteOpenIDConnectSession(_ context.Context, code string) error {
-	s.deleteToken(kindOIDC, code)
+	s.deleteToken(idp.TokenKindOIDC, code)
 	return nil
 }
 
@@ -303,18 +283,18 @@ func (s *Store) DeleteOpenIDConnectSession(_ context.Context, code string) error
 
 // CreateAccessTokenSession stores an access token's request.
 func (s *Store) CreateAccessTokenSession(ctx context.Context, sig string, req fosite.Requester) error {
-	return s.createToken(ctx, kindAccess, sig, req)
+	return s.createToken(ctx, idp.TokenKindAccess, sig, req)
 }
 
 // GetAccessTokenSession returns an access token's request, or
 // fosite.ErrNotFound when it is unknown, revoked or expired.
 func (s *Store) GetAccessTokenSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
-	return s.getActive(ctx, kindAccess, sig, session)
+	return s.getActive(ctx, idp.TokenKindAccess, sig, session)
 }
 
 // DeleteAccessTokenSession removes an access token.
 func (s *Store) DeleteAccessTokenSession(_ context.Context, sig string) error {
-	s.deleteToken(kindAccess, sig)
+	s.deleteToken(idp.TokenKindAccess, sig)
 	return nil
 }
 
@@ -323,7 +303,7 @@ func (s *Store) RevokeAccessToken(_ context.Context, requestID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, t := range s.oauth.tokens {
-		if k.kind == kindAccess && t.requestID == requestID {
+		if k.kind == idp.TokenKindAccess && t.requestID == requestID {
 			delete(s.oauth.tokens, k)
 		}
 	}
@@ -335,14 +315,14 @@ func (s *Store) RevokeAccessToken(_ context.Context, requestID string) error {
 // CreateRefreshTokenSession stores a refresh token's request and the access
 // token issued with it.
 func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, req fosite.Requester) error {
-	t, err := newOAuthToken(kindRefresh, req)
+	t, err := newOAuthToken(idp.TokenKindRefresh, req)
 	if err != nil {
 		return fmt.Errorf("create refresh: %w", err)
 	}
 	if accessSig != "" {
 		t.accessHash, t.hasAccess = sigHash(accessSig), true
 	}
-	return s.insertToken(ctx, kindRefresh, sig, t)
+	return s.insertToken(ctx, idp.TokenKindRefresh, sig, t)
 }
 
 // inGrace reports whether a rotated, unrevoked refresh token may still be
@@ -359,7 +339,7 @@ func inGrace(t *oauthToken, grace time.Duration, now time.Time) bool {
 // by RotateRefreshToken. Reading does not spend the grace, so introspection
 // and revocation have no side effect.
 func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
-	t := s.lookup(kindRefresh, sig)
+	t := s.lookup(idp.TokenKindRefresh, sig)
 	if t == nil {
 		return nil, fmt.Errorf("get refresh: %w", fosite.ErrNotFound)
 	}
@@ -378,7 +358,7 @@ func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, session 
 
 // DeleteRefreshTokenSession removes a refresh token.
 func (s *Store) DeleteRefreshTokenSession(_ context.Context, sig string) error {
-	s.deleteToken(kindRefresh, sig)
+	s.deleteToken(idp.TokenKindRefresh, sig)
 	return nil
 }
 
@@ -390,7 +370,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, ok := s.oauth.tokens[oauthKey{kindRefresh, sigHash(sig)}]
+	t, ok := s.oauth.tokens[oauthKey{idp.TokenKindRefresh, sigHash(sig)}]
 	if !ok || t.requestID != requestID {
 		return fmt.Errorf("rotate refresh: %w", fosite.ErrNotFound)
 	}
@@ -399,7 +379,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 		t.active = false
 		t.firstUsedAt = now
 		if t.hasAccess {
-			delete(s.oauth.tokens, oauthKey{kindAccess, t.accessHash})
+			delete(s.oauth.tokens, oauthKey{idp.TokenKindAccess, t.accessHash})
 		}
 		return nil
 	case inGrace(t, idp.RefreshGraceFromContext(ctx), now):
@@ -415,7 +395,7 @@ func (s *Store) RevokeRefreshToken(_ context.Context, requestID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, t := range s.oauth.tokens {
-		if k.kind == kindRefresh && t.requestID == requestID && t.revokedAt.IsZero() {
+		if k.kind == idp.TokenKindRefresh && t.requestID == requestID && t.revokedAt.IsZero() {
 			t.active = false
 			t.revokedAt = now
 		}
@@ -438,10 +418,10 @@ func (s *Store) RevokeBySession(_ context.Context, sid string) (int, error) {
 			continue
 		}
 		switch k.kind {
-		case kindAccess:
+		case idp.TokenKindAccess:
 			delete(s.oauth.tokens, k)
 			n++
-		case kindRefresh:
+		case idp.TokenKindRefresh:
 			if t.active {
 				n++
 			}

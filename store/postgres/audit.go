@@ -47,16 +47,16 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 		args = append(args, e.Time.UTC(), string(e.Type), string(e.Outcome), e.Actor, e.Subject, e.Client, e.Org,
 			e.RoleID, e.SessionHash, e.RequestID, e.IP, e.UserAgent, detail)
 	}
+	out := make([]audit.Event, len(events))
+	for i := range events {
+		out[i] = events[i]
+		out[i].Time = events[i].Time.UTC()
+	}
 	if _, ok := pipelineOf(ctx); ok {
 		// Queued: the events commit with the rest of the pipeline, and
 		// their sequence numbers are not known yet.
 		if err := s.execNoAnswer(ctx, sb.String(), args...); err != nil {
 			return nil, fmt.Errorf("append audit: %w", err)
-		}
-		out := make([]audit.Event, len(events))
-		for i := range events {
-			out[i] = events[i]
-			out[i].Time = events[i].Time.UTC()
 		}
 		return out, nil
 	}
@@ -69,11 +69,8 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 	if err != nil {
 		return nil, fmt.Errorf("append audit: %w", translate(err))
 	}
-	out := make([]audit.Event, len(events))
-	for i := range events {
-		out[i] = events[i]
+	for i := range out {
 		out[i].Seq = seqs[i]
-		out[i].Time = events[i].Time.UTC()
 	}
 	return out, nil
 }

@@ -33,8 +33,9 @@ func newClientCache() *clientCache {
 	return &clientCache{m: map[string]cachedClient{}, now: time.Now}
 }
 
-// get returns a copy of the cached client, or nil. A nil cache is empty.
-func (cc *clientCache) get(id string) *idp.Client {
+// fresh returns the cached client, shared (never to be handed out), or
+// nil. A nil cache is empty.
+func (cc *clientCache) fresh(id string) *idp.Client {
 	if cc == nil {
 		return nil
 	}
@@ -44,8 +45,14 @@ func (cc *clientCache) get(id string) *idp.Client {
 	if !ok || !cc.now().Before(e.expires) {
 		return nil
 	}
-	return e.c.Clone()
+	return e.c
 }
+
+// get returns a copy of the cached client, or nil.
+func (cc *clientCache) get(id string) *idp.Client { return cc.fresh(id).Clone() }
+
+// has reports whether id is cached, without copying it.
+func (cc *clientCache) has(id string) bool { return cc.fresh(id) != nil }
 
 // put caches a copy of c.
 func (cc *clientCache) put(c *idp.Client) {

@@ -115,6 +115,17 @@ func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error)
 	return c, nil
 }
 
+// requireClient fails unless client id exists; token and PAR rows use it
+// in place of a foreign key (migration 0013). A cached client needs no
+// copy and no query.
+func (s *Store) requireClient(ctx context.Context, id string) error {
+	if s.clients.has(id) {
+		return nil
+	}
+	_, err := s.GetClient(ctx, id)
+	return err
+}
+
 func (s *Store) getClient(ctx context.Context, q querier, id, lock string) (*idp.Client, error) {
 	c, err := scanClient(q.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1 `+lock, id))
 	if errors.Is(err, pgx.ErrNoRows) {

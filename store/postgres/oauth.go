@@ -27,15 +27,6 @@ var (
 	_ storage.Transactional = (*Store)(nil)
 )
 
-// Token kinds; a signature is unique within its kind.
-const (
-	oauthKindCode    = "authorize_code"
-	oauthKindAccess  = "access"
-	oauthKindRefresh = "refresh"
-	oauthKindPKCE    = "pkce"
-	oauthKindOIDC    = "oidc"
-)
-
 func oauthHash(s string) []byte {
 	h := sha256.Sum256([]byte(s))
 	return h[:]
@@ -43,16 +34,6 @@ func oauthHash(s string) []byte {
 
 // oauthNow is the store's clock for expiry and grace decisions.
 func oauthNow() time.Time { return time.Now().UTC() }
-
-func oauthTokenType(kind string) fosite.TokenType {
-	switch kind {
-	case oauthKindAccess:
-		return fosite.AccessToken
-	case oauthKindRefresh:
-		return fosite.RefreshToken
-	}
-	return fosite.AuthorizeCode
-}
 
 func oauthArgs(s []string) fosite.Arguments {
 	out := make(fosite.Arguments, len(s))
@@ -193,9 +174,7 @@ func (s *Store) createOAuthToken(ctx context.Context, kind, sig, accessSig strin
 	if req == nil || req.GetClient() == nil {
 		return fmt.Errorf("%s: request without client", op)
 	}
-	// The client must exist (migration 0013 dropped the foreign key, whose
-	// per-row check cost more than this cached look-up).
-	if _, err := s.GetClient(ctx, req.GetClient().GetID()); err != nil {
+	if err := s.requireClient(ctx, req.GetClient().GetID()); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	sess := req.GetSession()
@@ -207,7 +186,7 @@ func (s *Store) createOAuthToken(ctx context.Context, kind, sig, accessSig strin
 	var expires time.Time
 	if sess != nil {
 		subject = sess.GetSubject()
-		expires = sess.GetExpiresAt(oauthTokenType(kind))
+		expires = sess.GetExpiresAt(idp.TokenKindType(kind))
 	}
 	var accessHash []byte
 	if accessSig != "" {
@@ -287,14 +266,14 @@ func (s *Store) deleteOAuth(ctx context.Context, kind, sig string) error {
 
 // CreateAuthorizeCodeSession stores the request behind an authorize code.
 func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, sig string, req fosite.Requester) error {
-	return s.createOAuthToken(ctx, oauthKindCode, sig, "", req)
+	return s.createOAuthToken(ctx, idp.TokenKindCode, sig, "", req)
 }
 
 // GetAuthorizeCodeSession returns the request behind a code. After
 // InvalidateAuthorizeCodeSession it returns the request together with
 // fosite.ErrInvalidatedAuthorizeCode, so that fosite can revoke the grant.
 func (s *Store) GetAuthorizeCodeSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
-	r, err := s.getOAuthRow(ctx, oauthKindCode, sig)
+	r, err := s.getOAuthRow(ctx, idp.TokenKindCode, sig)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +294,7 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, sig string, session
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
 	tag, err := s.db(ctx).Exec(ctx,
 		`UPDATE oauth_tokens SET active = false WHERE kind = $1 AND signature_hash = $2`,
-		oauthKindCode, oauthHash(sig))
+		idp.TokenKindCode, oauthHash(sig))
 	if err != nil {
 		return oauthErr("invalidate authorize code", err)
 	}
@@ -329,22 +308,22 @@ func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) 
 
 // CreatePKCERequestSession stores the PKCE challenge of an authorize code.
 func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, req fosite.Requester) error {
-	return s.createOAuthToken(ctx, oauthKindPKCE, sig, "", req)
+	return s.createOAuthToken(ctx, idp.TokenKindPKCE, sig, "", req)
 }
 
 // GetPKCERequestSession returns the PKCE request, or fosite.ErrNotFound.
 func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
-	return s.getActiveOAuth(ctx, oauthKindPKCE, sig, session)
+	return s.getActiveOAuth(ctx, idp.TokenKindPKCE, sig, session)
 }
 
 // DeletePKCERequestSession removes the PKCE request.
 func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
-	return s.deleteOAuth(ctx, oauthKindPKCE, sig)
+	return s.deleteOAuth(ctx, idp.TokenKindPKCE, sig)
 }
 
 // CreateOpenIDConnectSession stores the OIDC request of an authorize code.
 func (s *Store) CreateOpenIDConnectSession(ctx context.Context, code string, req fosite.Requester) error {
-	return s.createOAuthToken(ctx, oauthKindOIDC, code, "", req)
+	return s.createOAuthToken(ctx, idp.TokenKindOIDC, code, "", req)
 }
 
 // GetOpenIDConnectSession returns the OIDC request, decoding its session
@@ -354,36 +333,36 @@ func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, req fo
 	if req != nil {
 		sess = req.GetSession()
 	}
-	return s.getActiveOAuth(ctx, oauthKindOIDC, code, sess)
+	return s.getActiveOAuth(ctx, idp.TokenKindOIDC, code, sess)
 }
 
 // DeleteOpenIDConnectSession removes the OIDC request.
 func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
-	return s.deleteOAuth(ctx, oauthKindOIDC, code)
+	return s.deleteOAuth(ctx, idp.TokenKindOIDC, code)
 }
 
 // ---- access tokens ----
 
 // CreateAccessTokenSession stores an access token's request.
 func (s *Store) CreateAccessTokenSession(ctx context.Context, sig string, req fosite.Requester) error {
-	return s.createOAuthToken(ctx, oauthKindAccess, sig, "", req)
+	return s.createOAuthToken(ctx, idp.TokenKindAccess, sig, "", req)
 }
 
 // GetAccessTokenSession returns an access token's request, or
 // fosite.ErrNotFound when it is unknown, revoked or expired.
 func (s *Store) GetAccessTokenSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
-	return s.getActiveOAuth(ctx, oauthKindAccess, sig, session)
+	return s.getActiveOAuth(ctx, idp.TokenKindAccess, sig, session)
 }
 
 // DeleteAccessTokenSession removes an access token.
 func (s *Store) DeleteAccessTokenSession(ctx context.Context, sig string) error {
-	return s.deleteOAuth(ctx, oauthKindAccess, sig)
+	return s.deleteOAuth(ctx, idp.TokenKindAccess, sig)
 }
 
 // RevokeAccessToken removes every access token of a grant.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
 	_, err := s.db(ctx).Exec(ctx,
-		`DELETE FROM oauth_tokens WHERE request_id = $1 AND kind = $2`, requestID, oauthKindAccess)
+		`DELETE FROM oauth_tokens WHERE request_id = $1 AND kind = $2`, requestID, idp.TokenKindAccess)
 	return oauthErr("revoke access tokens", err)
 }
 
@@ -392,7 +371,7 @@ func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
 // CreateRefreshTokenSession stores a refresh token's request and the access
 // token issued with it.
 func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, req fosite.Requester) error {
-	return s.createOAuthToken(ctx, oauthKindRefresh, sig, accessSig, req)
+	return s.createOAuthToken(ctx, idp.TokenKindRefresh, sig, accessSig, req)
 }
 
 // GetRefreshTokenSession returns a refresh token's request. A rotated or
@@ -402,7 +381,7 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig st
 // by RotateRefreshToken. Reading does not spend the grace, so introspection
 // and revocation have no side effect.
 func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
-	r, err := s.getOAuthRow(ctx, oauthKindRefresh, sig)
+	r, err := s.getOAuthRow(ctx, idp.TokenKindRefresh, sig)
 	if err != nil {
 		return nil, err
 	}
@@ -422,7 +401,7 @@ func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, session 
 
 // DeleteRefreshTokenSession removes a refresh token.
 func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
-	return s.deleteOAuth(ctx, oauthKindRefresh, sig)
+	return s.deleteOAuth(ctx, idp.TokenKindRefresh, sig)
 }
 
 // RotateRefreshToken retires a refresh token that has just been exchanged,
@@ -446,7 +425,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 		err := tx.QueryRow(ctx, `
 			SELECT request_id, active, grace_used, first_used_at, revoked_at, access_signature_hash
 			FROM oauth_tokens WHERE kind = $1 AND signature_hash = $2 FOR UPDATE`,
-			oauthKindRefresh, h).Scan(&rowRequest, &active, &graceUsed, &firstUsedAt, &revokedAt, &accessHash)
+			idp.TokenKindRefresh, h).Scan(&rowRequest, &active, &graceUsed, &firstUsedAt, &revokedAt, &accessHash)
 		if err != nil {
 			return oauthErr(op, err)
 		}
@@ -458,19 +437,19 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 		case active:
 			if _, err := tx.Exec(ctx, `
 				UPDATE oauth_tokens SET active = false, first_used_at = $3
-				WHERE kind = $1 AND signature_hash = $2`, oauthKindRefresh, h, now); err != nil {
+				WHERE kind = $1 AND signature_hash = $2`, idp.TokenKindRefresh, h, now); err != nil {
 				return oauthErr(op, err)
 			}
 			if accessHash != nil {
 				if _, err := tx.Exec(ctx, `DELETE FROM oauth_tokens WHERE kind = $1 AND signature_hash = $2`,
-					oauthKindAccess, accessHash); err != nil {
+					idp.TokenKindAccess, accessHash); err != nil {
 					return oauthErr(op, err)
 				}
 			}
 			return nil
 		case r.inGrace(idp.RefreshGraceFromContext(ctx), now):
 			_, err := tx.Exec(ctx, `UPDATE oauth_tokens SET grace_used = true
-				WHERE kind = $1 AND signature_hash = $2`, oauthKindRefresh, h)
+				WHERE kind = $1 AND signature_hash = $2`, idp.TokenKindRefresh, h)
 			return oauthErr(op, err)
 		}
 		return fmt.Errorf("%s: %w", op, fosite.ErrInactiveToken)
@@ -482,7 +461,7 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error 
 	_, err := s.db(ctx).Exec(ctx, `
 		UPDATE oauth_tokens SET active = false, revoked_at = $3
 		WHERE request_id = $1 AND kind = $2 AND revoked_at IS NULL`,
-		requestID, oauthKindRefresh, oauthNow())
+		requestID, idp.TokenKindRefresh, oauthNow())
 	return oauthErr("revoke refresh tokens", err)
 }
 
@@ -495,7 +474,7 @@ func (s *Store) RevokeBySession(ctx context.Context, sid string) (int, error) {
 	const op = "revoke by session"
 	var n int
 	err := s.oauthTx(ctx, op, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM oauth_tokens WHERE sid = $1 AND kind = $2`, sid, oauthKindAccess)
+		tag, err := tx.Exec(ctx, `DELETE FROM oauth_tokens WHERE sid = $1 AND kind = $2`, sid, idp.TokenKindAccess)
 		if err != nil {
 			return oauthErr(op, err)
 		}
@@ -510,7 +489,7 @@ func (s *Store) RevokeBySession(ctx context.Context, sid string) (int, error) {
 				RETURNING old.active
 			)
 			SELECT count(*) FILTER (WHERE active) FROM revoked`,
-			sid, oauthKindRefresh, oauthNow()).Scan(&refreshed)
+			sid, idp.TokenKindRefresh, oauthNow()).Scan(&refreshed)
 		if err != nil {
 			return oauthErr(op, err)
 		}
@@ -568,7 +547,7 @@ func (s *Store) CreatePARSession(ctx context.Context, requestURI string, ar fosi
 	if ar == nil || ar.GetClient() == nil {
 		return fmt.Errorf("%s: request without client", op)
 	}
-	if _, err := s.GetClient(ctx, ar.GetClient().GetID()); err != nil {
+	if err := s.requireClient(ctx, ar.GetClient().GetID()); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	form := url.Values{}

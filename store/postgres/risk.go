@@ -14,6 +14,8 @@ import (
 
 var _ policy.RiskStore = (*Store)(nil)
 
+const lockRiskProfile = `SELECT profile FROM risk_profiles WHERE person_uid = $1 FOR UPDATE`
+
 func scanRiskProfile(row pgx.Row, uid string) (policy.RiskProfile, error) {
 	p := policy.RiskProfile{PersonUID: uid}
 	var raw []byte
@@ -49,13 +51,13 @@ func (s *Store) UpdateRiskProfile(ctx context.Context, personUID string, fn func
 		// that FOR UPDATE has something to lock (every later sign-in
 		// saves that round trip).
 		var raw []byte
-		err := tx.QueryRow(ctx, `SELECT profile FROM risk_profiles WHERE person_uid = $1 FOR UPDATE`, personUID).Scan(&raw)
+		err := tx.QueryRow(ctx, lockRiskProfile, personUID).Scan(&raw)
 		if errors.Is(err, pgx.ErrNoRows) {
 			if _, err := tx.Exec(ctx, `INSERT INTO risk_profiles (person_uid, profile, updated_at) VALUES ($1, '{}', now())
 ON CONFLICT (person_uid) DO NOTHING`, personUID); err != nil {
 				return err
 			}
-			err = tx.QueryRow(ctx, `SELECT profile FROM risk_profiles WHERE person_uid = $1 FOR UPDATE`, personUID).Scan(&raw)
+			err = tx.QueryRow(ctx, lockRiskProfile, personUID).Scan(&raw)
 		}
 		if err != nil {
 			return err
