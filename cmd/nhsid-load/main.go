@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -101,11 +102,11 @@ func scenarios(s string) []string {
 
 func runCmd() *cobra.Command {
 	var (
-		state, scen, conc, jsonOut, limitDB, pgDB string
-		dur                                       time.Duration
-		rate                                      float64
-		repeat, pid                               int
-		limitMem                                  bool
+		state, scen, conc, jsonOut, limitDB, pgDB, cpuProf string
+		dur                                                time.Duration
+		rate                                               float64
+		repeat, pid                                        int
+		limitMem                                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -122,6 +123,19 @@ func runCmd() *cobra.Command {
 			}
 			if repeat < 1 || repeat > 20 {
 				return errors.New("--repeat must be 1..20")
+			}
+			if cpuProf != "" {
+				// The generator's own CPU profile, to keep its cost per
+				// request (which shares the machine with nhsid) low.
+				f, err := os.Create(cpuProf)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
 			}
 			var probe *loadgen.CPUProbe
 			if pid > 0 || pgDB != "" {
@@ -183,6 +197,7 @@ func runCmd() *cobra.Command {
 	f.IntVar(&pid, "pid", 0, "nhsid's process id, to measure its CPU")
 	f.StringVar(&pgDB, "pg-database", "", "nhsid's database name, to measure its PostgreSQL backends' CPU")
 	f.StringVar(&jsonOut, "json", "", "write the JSON summary to this file")
+	f.StringVar(&cpuProf, "cpuprofile", "", "write the load generator's own CPU profile to this file")
 	return cmd
 }
 
