@@ -228,11 +228,12 @@ func TestPrivateKeyJWT(t *testing.T) {
 		aud  string
 		jti  string
 		ok   bool
+		err  string // the error code when not ok
 	}{
-		{"aud token endpoint", e.issuer + idp.PathToken, "jti-1", true},
-		{"aud issuer", e.issuer, "jti-2", true},
-		{"replayed jti", e.issuer, "jti-2", false},
-		{"aud elsewhere", "https://other.example/token", "jti-3", false},
+		{"aud token endpoint", e.issuer + idp.PathToken, "jti-1", true, ""},
+		{"aud issuer", e.issuer, "jti-2", true, ""},
+		{"replayed jti", e.issuer, "jti-2", false, "jti_known"},
+		{"aud elsewhere", "https://other.example/token", "jti-3", false, "invalid_client"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,7 +243,41 @@ func TestPrivateKeyJWT(t *testing.T) {
 			if (status == http.StatusOK) != tt.ok {
 				t.Fatalf("status %d %v, want ok=%v", status, tok, tt.ok)
 			}
+			if !tt.ok && tok["error"] != tt.err {
+				t.Fatalf("error %v, want %s", tok, tt.err)
+			}
 		})
+	}
+	// Concurrent requests presenting one jti: exactly one is served.
+	one := assertion(e.issuer+idp.PathToken, "jti-race")
+	const n = 8
+	form := url.Values{"grant_type": {"client_credentials"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+		"client_assertion":      {one}}.Encode()
+	statuses := make(chan int, n)
+	for range n {
+		go func() {
+			resp, err := e.http.Post(e.srv.URL+idp.PathToken, "application/x-www-form-urlencoded", strings.NewReader(form))
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	served := 0
+	for range n {
+		switch st := <-statuses; st {
+		case http.StatusOK:
+			served++
+		case http.StatusBadRequest:
+		default:
+			t.Errorf("concurrent request: status %d", st)
+		}
+	}
+	if served != 1 {
+		t.Fatalf("%d of %d concurrent requests with one jti were served, want 1", served, n)
 	}
 }
 

@@ -401,6 +401,24 @@ func (g clientGate) GetClient(ctx context.Context, id string) (fosite.Client, er
 	return c, nil
 }
 
+// ClientAssertionJWTValid lets every jti through to SetClientAssertionJWT,
+// which fosite calls next for the same jti and which both stores implement
+// as one atomic check-and-record (a jti still recorded fails with
+// fosite.ErrJTIKnown). The separate look-up was one more database round
+// trip per private_key_jwt request and, on its own, no protection against
+// two requests presenting the same jti at once.
+func (g clientGate) ClientAssertionJWTValid(context.Context, string) error { return nil }
+
+// SetClientAssertionJWT records jti, answering a replay with the error
+// fosite gives for one.
+func (g clientGate) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	err := g.Store.SetClientAssertionJWT(ctx, jti, exp)
+	if errors.Is(err, fosite.ErrJTIKnown) {
+		return fosite.ErrJTIKnown.WithHint("Claim 'jti' from 'client_assertion' MUST only be used once.")
+	}
+	return err
+}
+
 type clientGateTx struct {
 	clientGate
 	storage.Transactional
