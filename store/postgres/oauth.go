@@ -414,40 +414,46 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 	now := oauthNow()
 	h := oauthHash(sig)
 	return s.oauthTx(ctx, op, func(tx pgx.Tx) error {
+		// The usual case in one statement: the grant's active token is
+		// used up and the access token issued with it deleted. Under a
+		// concurrent rotation the UPDATE waits for the row and then finds
+		// it inactive, and the look-up below decides (grace or not).
+		var rotated bool
+		err := tx.QueryRow(ctx, `
+			WITH used AS (
+				UPDATE oauth_tokens SET active = false, first_used_at = $4
+				WHERE kind = $1 AND signature_hash = $2 AND request_id = $3 AND active
+				RETURNING access_signature_hash),
+			gone AS (
+				DELETE FROM oauth_tokens WHERE kind = $5
+				AND signature_hash IN (SELECT access_signature_hash FROM used))
+			SELECT EXISTS (SELECT 1 FROM used)`,
+			idp.TokenKindRefresh, h, requestID, now, idp.TokenKindAccess).Scan(&rotated)
+		if err != nil {
+			return oauthErr(op, err)
+		}
+		if rotated {
+			return nil
+		}
+		// Not rotated: another grant's token, or one already used up.
 		var (
 			rowRequest  string
-			active      bool
 			graceUsed   bool
 			firstUsedAt *time.Time
 			revokedAt   *time.Time
-			accessHash  []byte
 		)
-		err := tx.QueryRow(ctx, `
-			SELECT request_id, active, grace_used, first_used_at, revoked_at, access_signature_hash
+		err = tx.QueryRow(ctx, `
+			SELECT request_id, grace_used, first_used_at, revoked_at
 			FROM oauth_tokens WHERE kind = $1 AND signature_hash = $2 FOR UPDATE`,
-			idp.TokenKindRefresh, h).Scan(&rowRequest, &active, &graceUsed, &firstUsedAt, &revokedAt, &accessHash)
+			idp.TokenKindRefresh, h).Scan(&rowRequest, &graceUsed, &firstUsedAt, &revokedAt)
 		if err != nil {
 			return oauthErr(op, err)
 		}
 		if rowRequest != requestID {
 			return fmt.Errorf("%s: other request: %w", op, fosite.ErrNotFound)
 		}
-		r := oauthRow{active: active, graceUsed: graceUsed, firstUsedAt: firstUsedAt, revokedAt: revokedAt}
-		switch {
-		case active:
-			if _, err := tx.Exec(ctx, `
-				UPDATE oauth_tokens SET active = false, first_used_at = $3
-				WHERE kind = $1 AND signature_hash = $2`, idp.TokenKindRefresh, h, now); err != nil {
-				return oauthErr(op, err)
-			}
-			if accessHash != nil {
-				if _, err := tx.Exec(ctx, `DELETE FROM oauth_tokens WHERE kind = $1 AND signature_hash = $2`,
-					idp.TokenKindAccess, accessHash); err != nil {
-					return oauthErr(op, err)
-				}
-			}
-			return nil
-		case r.inGrace(idp.RefreshGraceFromContext(ctx), now):
+		r := oauthRow{graceUsed: graceUsed, firstUsedAt: firstUsedAt, revokedAt: revokedAt}
+		if r.inGrace(idp.RefreshGraceFromContext(ctx), now) {
 			_, err := tx.Exec(ctx, `UPDATE oauth_tokens SET grace_used = true
 				WHERE kind = $1 AND signature_hash = $2`, idp.TokenKindRefresh, h)
 			return oauthErr(op, err)
