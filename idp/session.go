@@ -142,8 +142,22 @@ type sessionJSON struct {
 	ClientID       string                         `json:"client_id,omitempty"`
 }
 
+// EncodeSession is the stored form of a grant's session: the compact form
+// for a *Session, written without the second pass json.Marshal makes over
+// a MarshalJSON result; JSON for any other session type.
+func EncodeSession(s fosite.Session) ([]byte, error) {
+	if ns, ok := s.(*Session); ok && ns != nil {
+		return json.Marshal(ns.stored())
+	}
+	return json.Marshal(s)
+}
+
 // MarshalJSON writes the compact stored form.
 func (s *Session) MarshalJSON() ([]byte, error) {
+	return json.Marshal(s.stored())
+}
+
+func (s *Session) stored() sessionJSON {
 	out := sessionJSON{
 		JWTClaims:      (*jwtClaimsJSON)(s.JWTClaims),
 		JWTHeader:      (*headersJSON)(s.JWTHeader),
@@ -160,5 +174,5 @@ func (s *Session) MarshalJSON() ([]byte, error) {
 		out.Username = d.Username
 		out.Subject = d.Subject
 	}
-	return json.Marshal(out)
+	return out
 }

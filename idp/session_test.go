@@ -52,6 +52,10 @@ func TestSessionJSONRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(got, s) {
 				t.Fatalf("round trip changed the session:\n got %#v\nwant %#v\njson %s", got, s, raw)
 			}
+			stored, err := EncodeSession(s)
+			if err != nil || string(stored) != string(raw) {
+				t.Fatalf("EncodeSession = %s, %v; want json.Marshal's %s", stored, err, raw)
+			}
 		})
 	}
 }

@@ -92,7 +92,7 @@ func newOAuthToken(kind string, req fosite.Requester) (*oauthToken, error) {
 		return nil, errors.New("request without client")
 	}
 	sess := req.GetSession()
-	raw, err := json.Marshal(sess)
+	raw, err := idp.EncodeSession(sess)
 	if err != nil {
 		return nil, fmt.Errorf("encode session: %w", err)
 	}

@@ -178,7 +178,7 @@ func (s *Store) createOAuthToken(ctx context.Context, kind, sig, accessSig strin
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	sess := req.GetSession()
-	raw, err := json.Marshal(sess)
+	raw, err := idp.EncodeSession(sess)
 	if err != nil {
 		return fmt.Errorf("%s: encode session: %w", op, err)
 	}
