@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/ory/fosite"
@@ -131,5 +132,81 @@ func TestPipelineRefusesReads(t *testing.T) {
 	}
 	if err := s.SendPipeline(bg); err == nil {
 		t.Error("SendPipeline without a pipeline succeeded")
+	}
+}
+
+// TestPipelineGroupFailureIsolated: pipelines sent together share one
+// transaction; when one of them fails, the others are sent again on their
+// own and commit, and only the failing one reports the failure.
+func TestPipelineGroupFailureIsolated(t *testing.T) {
+	s, req := oauthTestStore(t)
+	bg := context.Background()
+	if err := s.CreateAccessTokenSession(bg, "taken", req); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	queue := func(sigs ...string) *pipeline {
+		ctx, err := s.BeginPipeline(bg)
+		if err != nil {
+			t.Fatalf("BeginPipeline: %v", err)
+		}
+		for _, sig := range sigs {
+			if err := s.CreateAccessTokenSession(ctx, sig, req); err != nil {
+				t.Fatalf("queue %s: %v", sig, err)
+			}
+		}
+		p, _ := pipelineOf(ctx)
+		p.sent = true
+		return p
+	}
+	g := &pipeGroup{members: []*pipeline{queue("a1", "a2"), queue("b1", "taken"), queue("c1")}, done: make(chan struct{})}
+	var ps pipeSender
+	ps.flushing = true
+	ps.flush(s.pool, g)
+	if g.errs[0] != nil || g.errs[2] != nil || g.errs[1] == nil {
+		t.Fatalf("errors %v: want only the second pipeline to fail", g.errs)
+	}
+	for sig, want := range map[string]bool{"a1": true, "a2": true, "c1": true, "b1": false} {
+		_, err := s.GetAccessTokenSession(bg, sig, openid.NewDefaultSession())
+		if got := err == nil; got != want {
+			t.Errorf("token %s committed = %v (%v), want %v", sig, got, err, want)
+		}
+	}
+	if ps.flushing {
+		t.Error("sender still flushing after its last group")
+	}
+}
+
+// TestPipelineConcurrentSends: many requests sending at once all commit,
+// whichever group they land in.
+func TestPipelineConcurrentSends(t *testing.T) {
+	s, req := oauthTestStore(t)
+	bg := context.Background()
+	const n = 40
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			ctx, err := s.BeginPipeline(bg)
+			if err == nil {
+				err = s.CreateAccessTokenSession(ctx, fmt.Sprintf("con-%d", i), req)
+			}
+			if err == nil {
+				_, err = s.AppendAudit(ctx, []audit.Event{{Type: audit.TokenIssued, Outcome: audit.Success, Client: "group-client"}})
+			}
+			if err == nil {
+				err = s.SendPipeline(ctx)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("send: %v", err)
+		}
+	}
+	if got := s.countRows(t, `SELECT count(*) FROM oauth_tokens WHERE kind = 'access'`); got != n {
+		t.Errorf("%d token rows, want %d", got, n)
+	}
+	if got := s.countRows(t, `SELECT count(*) FROM audit_events WHERE client = 'group-client'`); got != n {
+		t.Errorf("%d audit events, want %d", got, n)
 	}
 }

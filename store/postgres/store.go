@@ -23,6 +23,7 @@ import (
 type Store struct {
 	pool    *pgxpool.Pool
 	clients *clientCache // recently read clients (clientcache.go)
+	pipes   pipeSender   // shared sends of write pipelines (pipeline.go)
 }
 
 // New wraps a pool. The schema must already be migrated.
