@@ -153,6 +153,78 @@ func TestOAuthSerializableRotation(t *testing.T) {
 	}
 }
 
+// TestOAuthConcurrentRotation: two refreshes of one token race in
+// fosite's (read committed) transactions. The second waits for the first's
+// row lock; within the grace period it then spends the grace use and both
+// new token pairs stand, so the race never loses the grant; without a grace
+// period it is refused and the first pair stands.
+func TestOAuthConcurrentRotation(t *testing.T) {
+	for _, grace := range []time.Duration{time.Hour, 0} {
+		t.Run(fmt.Sprintf("grace=%s", grace), func(t *testing.T) {
+			s, req := oauthTestStore(t)
+			bg := idp.WithRefreshGrace(context.Background(), grace)
+			if err := s.CreateRefreshTokenSession(bg, "rt", "", req); err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			begin := func() context.Context {
+				ctx, err := s.BeginTX(bg)
+				if err != nil {
+					t.Fatalf("BeginTX: %v", err)
+				}
+				if _, err := s.GetRefreshTokenSession(ctx, "rt", openid.NewDefaultSession()); err != nil {
+					t.Fatalf("get: %v", err)
+				}
+				return ctx
+			}
+			a, b := begin(), begin()
+			if err := s.RotateRefreshToken(a, req.ID, "rt"); err != nil {
+				t.Fatalf("rotate a: %v", err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- s.RotateRefreshToken(b, req.ID, "rt") }()
+			if err := s.CreateRefreshTokenSession(a, "rt-a", "", req); err != nil {
+				t.Fatalf("new refresh a: %v", err)
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("rotate b finished (%v) while a held the row", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			if err := s.Commit(a); err != nil {
+				t.Fatalf("commit a: %v", err)
+			}
+			err := <-done
+			if grace > 0 {
+				if err != nil {
+					t.Fatalf("rotate b within the grace period: %v", err)
+				}
+				if err := s.CreateRefreshTokenSession(b, "rt-b", "", req); err != nil {
+					t.Fatalf("new refresh b: %v", err)
+				}
+				if err := s.Commit(b); err != nil {
+					t.Fatalf("commit b: %v", err)
+				}
+			} else {
+				if !errors.Is(err, fosite.ErrInactiveToken) {
+					t.Fatalf("rotate b without grace: %v, want ErrInactiveToken", err)
+				}
+				if err := s.Rollback(b); err != nil {
+					t.Fatalf("rollback b: %v", err)
+				}
+			}
+			live := []string{"rt-a"}
+			if grace > 0 {
+				live = append(live, "rt-b")
+			}
+			for _, sig := range live {
+				if _, err := s.GetRefreshTokenSession(bg, sig, openid.NewDefaultSession()); err != nil {
+					t.Errorf("%s after the race: %v", sig, err)
+				}
+			}
+		})
+	}
+}
+
 // TestPurgeExpiredOAuthInBatches: the purge deletes in batches until no
 // expired row is left, and keeps live rows.
 func TestPurgeExpiredOAuthInBatches(t *testing.T) {
