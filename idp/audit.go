@@ -3,6 +3,7 @@ package idp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/ory/fosite"
@@ -46,33 +47,36 @@ func (p *Provider) auditCode(ctx context.Context, ar fosite.AuthorizeRequester, 
 	})
 }
 
-// auditFirstUse records client.first_use when the person has no earlier
-// client.first_use for the client: one indexed look-up (person, client,
-// type) before each code. Only client.first_use is looked for: every code
-// is preceded by this check, so a person with a code.issued for the client
-// has a client.first_use too, and a busy person's code.issued events would
-// make the look-up read them all. It needs a Recorder that is also an
-// audit.Querier (audit.Log is); with any other it records nothing. A
+// firstUse reports whether the person has no earlier client.first_use
+// for the client: one indexed look-up (person, client, type) before each
+// code. Only client.first_use is looked for: every code is preceded by
+// this check, so a person with a code.issued for the client has a
+// client.first_use too, and a busy person's code.issued events would make
+// the look-up read them all. It needs a Recorder that is also an
+// audit.Querier (audit.Log is); with any other it reports false. A
 // concurrent first sign-in to the same client may record it twice.
-func (p *Provider) auditFirstUse(ctx context.Context, ar fosite.AuthorizeRequester, sess *Session) error {
+func (p *Provider) firstUse(ctx context.Context, ar fosite.AuthorizeRequester, sess *Session) (bool, error) {
 	q, ok := p.deps.Audit.(audit.Querier)
 	if !ok {
-		return nil
+		return false, nil
 	}
 	subject, client := sess.GetSubject(), clientIDOf(ar)
 	if subject == "" || client == "" {
-		return nil
+		return false, nil
 	}
 	page, err := q.QueryAudit(ctx, audit.Query{Person: subject, Client: client,
 		Types: []audit.Type{audit.ClientFirstUse}, Limit: 1})
 	if err != nil {
-		return err
+		return false, fmt.Errorf("first use: %w", err)
 	}
-	if len(page.Events) > 0 {
-		return nil
-	}
+	return len(page.Events) == 0, nil
+}
+
+// auditFirstUse records client.first_use (when firstUse said so).
+func (p *Provider) auditFirstUse(ctx context.Context, ar fosite.AuthorizeRequester, sess *Session) error {
+	subject := sess.GetSubject()
 	return p.recorder().Record(ctx, audit.Event{
-		Type: audit.ClientFirstUse, Subject: subject, Actor: subject, Client: client,
+		Type: audit.ClientFirstUse, Subject: subject, Actor: subject, Client: clientIDOf(ar),
 		RoleID: sess.SelectedRoleID, SessionHash: audit.HashSession(sess.SID),
 		Detail: map[string]any{"aal": sess.AAL},
 	})
@@ -242,6 +246,21 @@ type writePipeliner interface {
 // write pipeline where the store offers it (a single round trip), else in
 // one transaction. The other grants open their own transaction inside
 // fosite.
+// beginWrites returns a context whose store writes are queued in a write
+// pipeline, and the function that sends them; without a pipelining store
+// the writes happen at once and send does nothing.
+func (p *Provider) beginWrites(ctx context.Context) (context.Context, func(context.Context) error, error) {
+	wp, ok := p.deps.Store.(writePipeliner)
+	if !ok {
+		return ctx, func(context.Context) error { return nil }, nil
+	}
+	pctx, err := wp.BeginPipeline(ctx)
+	if err != nil {
+		return ctx, nil, err
+	}
+	return pctx, wp.SendPipeline, nil
+}
+
 func (p *Provider) newAccessResponse(ctx context.Context, ar fosite.AccessRequester) (fosite.AccessResponder, error) {
 	if p.deps.Audit == nil || !ar.GetGrantTypes().ExactOne("client_credentials") {
 		return p.oauth.NewAccessResponse(ctx, ar)

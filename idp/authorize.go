@@ -399,21 +399,41 @@ func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.Autho
 	}
 
 	sess := p.grantSession(client, person, as, acrFor(acr, as.AAL), requestedAt, roleID)
-	resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, sess)
+	firstUse, err := p.firstUse(ctx, ar, sess)
 	if err != nil {
-		p.writeAuthorizeError(ctx, w, ar, err)
+		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
+		return
+	}
+	// The code's rows (code, PKCE, OIDC), its audit events and the session
+	// participant are written together: in one write pipeline where the
+	// store offers it (one round trip and one commit, shared with other
+	// requests'), else one by one as before.
+	wctx, send, err := p.beginWrites(ctx)
+	if err != nil {
+		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	resp, err := p.oauth.NewAuthorizeResponse(wctx, ar, sess)
+	if err != nil {
+		p.writeAuthorizeError(ctx, w, ar, err) // nothing was sent, so nothing was written
 		return
 	}
 	resp.AddParameter("iss", p.cfg.Issuer)
-	if err := p.auditFirstUse(ctx, ar, sess); err != nil {
+	if firstUse {
+		if err := p.auditFirstUse(wctx, ar, sess); err != nil {
+			p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+			return
+		}
+	}
+	if err := p.auditCode(wctx, ar, sess); err != nil {
 		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}
-	if err := p.auditCode(ctx, ar, sess); err != nil {
-		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+	if err := p.recordParticipant(wctx, as.SID, client.ID); err != nil {
+		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
 		return
 	}
-	if err := p.recordParticipant(ctx, as.SID, client.ID); err != nil {
+	if err := send(wctx); err != nil {
 		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
 		return
 	}

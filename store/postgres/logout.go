@@ -19,7 +19,7 @@ var (
 
 // AddSessionParticipant implements authn.ParticipantStore.
 func (s *Store) AddSessionParticipant(ctx context.Context, p authn.SessionParticipant) error {
-	_, err := s.db(ctx).Exec(ctx, `INSERT INTO session_participants (sid, kind, party_id, first_at)
+	err := s.execNoAnswer(ctx, `INSERT INTO session_participants (sid, kind, party_id, first_at)
 		VALUES ($1, $2, $3, $4) ON CONFLICT (sid, kind, party_id) DO NOTHING`,
 		p.SID, p.Kind, p.PartyID, p.FirstAt.UTC())
 	if err != nil {
