@@ -238,15 +238,10 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("encode credential: %w", err))
 		return
 	}
-	stored, err = s.store.UpdateCredential(ctx, cred.ID, func(c *Credential) error {
-		if !c.RevokedAt.IsZero() {
-			return errInvalidCredential(errors.New("credential revoked during sign-in"))
-		}
-		c.SignCount = cred.Authenticator.SignCount
-		c.Data = data
-		c.LastUsedAt = now
-		return nil
-	})
+	stored, err = s.store.RecordCredentialUse(ctx, cred.ID, cred.Authenticator.SignCount, data, now)
+	if errors.Is(err, store.ErrNotFound) {
+		err = errInvalidCredential(errors.New("credential revoked during sign-in"))
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

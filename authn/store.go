@@ -108,6 +108,11 @@ type CredentialStore interface {
 	ListCredentials(ctx context.Context, personUID string) ([]Credential, error)
 	// UpdateCredential applies fn inside one transaction.
 	UpdateCredential(ctx context.Context, id []byte, fn func(*Credential) error) (Credential, error)
+	// RecordCredentialUse stores what a sign-in changed (the signature
+	// counter, the authenticator's credential data, the time of use) in one
+	// step, and returns the credential. It fails with store.ErrNotFound if
+	// the credential does not exist or was revoked meanwhile.
+	RecordCredentialUse(ctx context.Context, id []byte, signCount uint32, data []byte, at time.Time) (Credential, error)
 }
 
 // InviteStore persists enrolment invites.

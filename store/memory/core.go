@@ -263,6 +263,20 @@ func (s *Store) UpdateCredential(_ context.Context, id []byte, fn func(*authn.Cr
 	return copyCred(c), nil
 }
 
+// RecordCredentialUse implements authn.CredentialStore.
+func (s *Store) RecordCredentialUse(_ context.Context, id []byte, signCount uint32, data []byte, at time.Time) (authn.Credential, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.core.creds[string(id)]
+	if !ok || !c.RevokedAt.IsZero() {
+		return authn.Credential{}, fmt.Errorf("record credential use: %w", store.ErrNotFound)
+	}
+	c = copyCred(c)
+	c.SignCount, c.Data, c.LastUsedAt = signCount, bytes.Clone(data), coreTime(at)
+	s.core.creds[string(id)] = c
+	return copyCred(c), nil
+}
+
 // ---- authn.InviteStore ----
 
 func copyInvite(inv authn.Invite) authn.Invite {

@@ -91,6 +91,18 @@ func (s *Store) UpdateCredential(ctx context.Context, id []byte, fn func(*authn.
 	return c, nil
 }
 
+// RecordCredentialUse implements authn.CredentialStore in one statement
+// (UpdateCredential's read-modify-write took a transaction and four round
+// trips per sign-in).
+func (s *Store) RecordCredentialUse(ctx context.Context, id []byte, signCount uint32, data []byte, at time.Time) (authn.Credential, error) {
+	c, err := scanCredential(s.db(ctx).QueryRow(ctx, `UPDATE credentials SET sign_count = $2, data = $3, last_used_at = $4
+		WHERE id = $1 AND revoked_at IS NULL RETURNING `+credentialColumns, id, int64(signCount), data, nullTime(at)))
+	if err != nil {
+		return authn.Credential{}, fmt.Errorf("record credential use: %w", translate(err))
+	}
+	return c, nil
+}
+
 // ---- invites ----
 
 const inviteColumns = `code_hash, person_uid, created_by, created_at, expires_at, used_at`

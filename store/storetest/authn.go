@@ -138,6 +138,22 @@ func testCredentialUpdate(t *testing.T, s Store) {
 
 	_, err = s.UpdateCredential(ctx, []byte("nope"), func(*authn.Credential) error { return nil })
 	isErr(t, "update missing", err, store.ErrNotFound)
+
+	// A sign-in's use, in one step: refused for a revoked or missing credential.
+	_, err = s.RecordCredentialUse(ctx, c.ID, 9, []byte(`{"used":true}`), t0.Add(3*time.Hour))
+	isErr(t, "use revoked", err, store.ErrNotFound)
+	_, err = s.RecordCredentialUse(ctx, []byte("nope"), 9, nil, t0)
+	isErr(t, "use missing", err, store.ErrNotFound)
+	live := newCredential("cred-use", "555000000001", t0)
+	noErr(t, "create live", s.CreateCredential(ctx, live))
+	wantUse := live
+	wantUse.SignCount, wantUse.Data, wantUse.LastUsedAt = 12, []byte(`{"used":true}`), t0.Add(3*time.Hour)
+	got, err = s.RecordCredentialUse(ctx, live.ID, wantUse.SignCount, wantUse.Data, wantUse.LastUsedAt)
+	noErr(t, "use", err)
+	equal(t, "used", got, wantUse)
+	stored, err = s.GetCredential(ctx, live.ID)
+	noErr(t, "get used", err)
+	equal(t, "stored use", stored, wantUse)
 }
 
 func newInvite(code string, person string) authn.Invite {
