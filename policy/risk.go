@@ -624,7 +624,9 @@ type RiskStore interface {
 	// gets an empty one (PersonUID set), not an error.
 	GetRiskProfile(ctx context.Context, personUID string) (RiskProfile, error)
 	// UpdateRiskProfile applies fn to the profile (empty when absent)
-	// atomically and stores the result.
+	// atomically and stores the result. fn may run more than once (a store
+	// may try without a lock first and retry under one), so it must change
+	// only the profile it is given.
 	UpdateRiskProfile(ctx context.Context, personUID string, fn func(*RiskProfile) error) (RiskProfile, error)
 	// DeleteRiskProfilesBefore deletes profiles not updated since before
 	// and returns how many went (retention).

@@ -42,9 +42,24 @@ func (s *Store) GetRiskProfile(ctx context.Context, personUID string) (policy.Ri
 	return p, nil
 }
 
-// UpdateRiskProfile implements policy.RiskStore: the row is locked for the
-// read-modify-write, and created on first use.
+// UpdateRiskProfile implements policy.RiskStore. Outside a transaction it
+// first tries optimistically: read the row and its version (xmin), apply
+// fn, and write only if the version is unchanged, two statements and no
+// transaction (every sign-in updates its person's profile). When the row
+// is new or changed meanwhile, it runs the read-modify-write with the row
+// locked, creating it on first use.
 func (s *Store) UpdateRiskProfile(ctx context.Context, personUID string, fn func(*policy.RiskProfile) error) (policy.RiskProfile, error) {
+	_, inTx := ctx.Value(txKey{}).(pgx.Tx)
+	_, piped := pipelineOf(ctx)
+	if !inTx && !piped {
+		out, done, err := s.updateRiskOptimistic(ctx, personUID, fn)
+		if err != nil {
+			return policy.RiskProfile{}, fmt.Errorf("update risk profile: %w", translate(err))
+		}
+		if done {
+			return normaliseRisk(out)
+		}
+	}
 	var out policy.RiskProfile
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		// Lock the row; on a person's first sign-in, create it first so
@@ -84,7 +99,44 @@ ON CONFLICT (person_uid) DO NOTHING`, personUID); err != nil {
 	if err != nil {
 		return policy.RiskProfile{}, fmt.Errorf("update risk profile: %w", translate(err))
 	}
-	// Round-trip through JSON so both adapters return the same values.
+	return normaliseRisk(out)
+}
+
+// updateRiskOptimistic is UpdateRiskProfile's unlocked attempt; done is
+// false when the locked path must decide (no row yet, or the row changed
+// between the read and the write).
+func (s *Store) updateRiskOptimistic(ctx context.Context, personUID string, fn func(*policy.RiskProfile) error) (policy.RiskProfile, bool, error) {
+	var raw []byte
+	var version string
+	err := s.pool.QueryRow(ctx, `SELECT profile, xmin::text FROM risk_profiles WHERE person_uid = $1`, personUID).Scan(&raw, &version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return policy.RiskProfile{}, false, nil
+	}
+	if err != nil {
+		return policy.RiskProfile{}, false, err
+	}
+	p := policy.RiskProfile{PersonUID: personUID}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return p, false, fmt.Errorf("decode: %w", err)
+	}
+	if err := fn(&p); err != nil {
+		return p, false, err
+	}
+	p.PersonUID = personUID
+	if raw, err = json.Marshal(p); err != nil {
+		return p, false, fmt.Errorf("encode: %w", err)
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE risk_profiles SET profile = $2, updated_at = $3
+		WHERE person_uid = $1 AND xmin = $4::xid`, personUID, raw, p.UpdatedAt.UTC(), version)
+	if err != nil {
+		return p, false, err
+	}
+	return p, tag.RowsAffected() == 1, nil
+}
+
+// normaliseRisk round-trips out through JSON so both adapters return the
+// same values.
+func normaliseRisk(out policy.RiskProfile) (policy.RiskProfile, error) {
 	raw, _ := json.Marshal(out)
 	var norm policy.RiskProfile
 	if err := json.Unmarshal(raw, &norm); err != nil {
