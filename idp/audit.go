@@ -240,12 +240,6 @@ type writePipeliner interface {
 	SendPipeline(ctx context.Context) error
 }
 
-// newAccessResponse is NewAccessResponse, with the client_credentials
-// grant's writes made atomic (fosite opens no transaction for it), so that
-// the token and its audit event commit together with one commit: in one
-// write pipeline where the store offers it (a single round trip), else in
-// one transaction. The other grants open their own transaction inside
-// fosite.
 // beginWrites returns a context whose store writes are queued in a write
 // pipeline, and the function that sends them; without a pipelining store
 // the writes happen at once and send does nothing.
@@ -261,6 +255,12 @@ func (p *Provider) beginWrites(ctx context.Context) (context.Context, func(conte
 	return pctx, wp.SendPipeline, nil
 }
 
+// newAccessResponse is NewAccessResponse, with the client_credentials
+// grant's writes made atomic (fosite opens no transaction for it), so that
+// the token and its audit event commit together with one commit: in one
+// write pipeline where the store offers it (a single round trip), else in
+// one transaction. The other grants open their own transaction inside
+// fosite.
 func (p *Provider) newAccessResponse(ctx context.Context, ar fosite.AccessRequester) (fosite.AccessResponder, error) {
 	if p.deps.Audit == nil || !ar.GetGrantTypes().ExactOne("client_credentials") {
 		return p.oauth.NewAccessResponse(ctx, ar)

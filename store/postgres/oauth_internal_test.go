@@ -112,6 +112,25 @@ func TestOAuthErrorMapping(t *testing.T) {
 	}
 }
 
+// beginRefresh opens a transaction as fosite's refresh does and reads the
+// refresh token "rt" in it; serializable raises its isolation first.
+func beginRefresh(t *testing.T, s *Store, bg context.Context, serializable bool) context.Context {
+	t.Helper()
+	ctx, err := s.BeginTX(bg)
+	if err != nil {
+		t.Fatalf("BeginTX: %v", err)
+	}
+	if serializable {
+		if _, err := ctx.Value(txKey{}).(pgx.Tx).Exec(ctx, `SET TRANSACTION ISOLATION LEVEL SERIALIZABLE`); err != nil {
+			t.Fatalf("set isolation: %v", err)
+		}
+	}
+	if _, err := s.GetRefreshTokenSession(ctx, "rt", openid.NewDefaultSession()); err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	return ctx
+}
+
 // TestOAuthSerializableRotation: two serializable transactions rotating
 // the same refresh token; the loser gets fosite.ErrSerializationFailure,
 // which fosite answers with "retry".
@@ -121,19 +140,7 @@ func TestOAuthSerializableRotation(t *testing.T) {
 	if err := s.CreateRefreshTokenSession(bg, "rt", "", req); err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	begin := func() context.Context {
-		ctx, err := s.BeginTX(bg)
-		if err != nil {
-			t.Fatalf("BeginTX: %v", err)
-		}
-		if _, err := ctx.Value(txKey{}).(pgx.Tx).Exec(ctx, `SET TRANSACTION ISOLATION LEVEL SERIALIZABLE`); err != nil {
-			t.Fatalf("set isolation: %v", err)
-		}
-		if _, err := s.GetRefreshTokenSession(ctx, "rt", openid.NewDefaultSession()); err != nil {
-			t.Fatalf("get: %v", err)
-		}
-		return ctx
-	}
+	begin := func() context.Context { return beginRefresh(t, s, bg, true) }
 	a, b := begin(), begin()
 	if err := s.RotateRefreshToken(a, req.ID, "rt"); err != nil {
 		t.Fatalf("rotate a: %v", err)
@@ -166,17 +173,7 @@ func TestOAuthConcurrentRotation(t *testing.T) {
 			if err := s.CreateRefreshTokenSession(bg, "rt", "", req); err != nil {
 				t.Fatalf("create: %v", err)
 			}
-			begin := func() context.Context {
-				ctx, err := s.BeginTX(bg)
-				if err != nil {
-					t.Fatalf("BeginTX: %v", err)
-				}
-				if _, err := s.GetRefreshTokenSession(ctx, "rt", openid.NewDefaultSession()); err != nil {
-					t.Fatalf("get: %v", err)
-				}
-				return ctx
-			}
-			a, b := begin(), begin()
+			a, b := beginRefresh(t, s, bg, false), beginRefresh(t, s, bg, false)
 			if err := s.RotateRefreshToken(a, req.ID, "rt"); err != nil {
 				t.Fatalf("rotate a: %v", err)
 			}
