@@ -265,16 +265,16 @@ func (p *Provider) newAccessResponse(ctx context.Context, ar fosite.AccessReques
 	if p.deps.Audit == nil || !ar.GetGrantTypes().ExactOne("client_credentials") {
 		return p.oauth.NewAccessResponse(ctx, ar)
 	}
-	if wp, ok := p.deps.Store.(writePipeliner); ok {
-		pctx, err := wp.BeginPipeline(ctx)
+	if _, ok := p.deps.Store.(writePipeliner); ok {
+		wctx, send, err := p.beginWrites(ctx)
 		if err != nil {
 			return nil, fosite.ErrServerError.WithWrap(err)
 		}
-		resp, err := p.oauth.NewAccessResponse(pctx, ar)
+		resp, err := p.oauth.NewAccessResponse(wctx, ar)
 		if err != nil {
 			return nil, err // nothing was sent, so nothing was written
 		}
-		if err := wp.SendPipeline(pctx); err != nil {
+		if err := send(wctx); err != nil {
 			return nil, fosite.ErrServerError.WithWrap(err)
 		}
 		return resp, nil

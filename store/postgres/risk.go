@@ -52,15 +52,15 @@ func (s *Store) UpdateRiskProfile(ctx context.Context, personUID string, fn func
 	_, inTx := ctx.Value(txKey{}).(pgx.Tx)
 	_, piped := pipelineOf(ctx)
 	if !inTx && !piped {
-		out, done, err := s.updateRiskOptimistic(ctx, personUID, fn)
+		written, done, err := s.updateRiskOptimistic(ctx, personUID, fn)
 		if err != nil {
 			return policy.RiskProfile{}, fmt.Errorf("update risk profile: %w", translate(err))
 		}
 		if done {
-			return normaliseRisk(out)
+			return decodeWrittenRisk(written)
 		}
 	}
-	var out policy.RiskProfile
+	var written []byte
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		// Lock the row; on a person's first sign-in, create it first so
 		// that FOR UPDATE has something to lock (every later sign-in
@@ -77,72 +77,74 @@ ON CONFLICT (person_uid) DO NOTHING`, personUID); err != nil {
 		if err != nil {
 			return err
 		}
-		p := policy.RiskProfile{PersonUID: personUID}
-		if err := json.Unmarshal(raw, &p); err != nil {
-			return fmt.Errorf("decode: %w", err)
-		}
-		if err := fn(&p); err != nil {
-			return err
-		}
-		p.PersonUID = personUID
-		raw, err = json.Marshal(p)
+		p, raw, err := applyRisk(personUID, raw, fn)
 		if err != nil {
-			return fmt.Errorf("encode: %w", err)
+			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE risk_profiles SET profile = $2, updated_at = $3 WHERE person_uid = $1`,
 			personUID, raw, p.UpdatedAt.UTC()); err != nil {
 			return err
 		}
-		out = p
+		written = raw
 		return nil
 	})
 	if err != nil {
 		return policy.RiskProfile{}, fmt.Errorf("update risk profile: %w", translate(err))
 	}
-	return normaliseRisk(out)
+	return decodeWrittenRisk(written)
 }
 
-// updateRiskOptimistic is UpdateRiskProfile's unlocked attempt; done is
-// false when the locked path must decide (no row yet, or the row changed
-// between the read and the write).
-func (s *Store) updateRiskOptimistic(ctx context.Context, personUID string, fn func(*policy.RiskProfile) error) (policy.RiskProfile, bool, error) {
+// applyRisk decodes a stored profile, applies fn and encodes the result.
+func applyRisk(personUID string, raw []byte, fn func(*policy.RiskProfile) error) (policy.RiskProfile, []byte, error) {
+	p := policy.RiskProfile{PersonUID: personUID}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return p, nil, fmt.Errorf("decode: %w", err)
+	}
+	if err := fn(&p); err != nil {
+		return p, nil, err
+	}
+	p.PersonUID = personUID
+	out, err := json.Marshal(p)
+	if err != nil {
+		return p, nil, fmt.Errorf("encode: %w", err)
+	}
+	return p, out, nil
+}
+
+// updateRiskOptimistic is UpdateRiskProfile's unlocked attempt, returning
+// the profile as written; done is false when the locked path must decide
+// (no row yet, or the row changed between the read and the write).
+func (s *Store) updateRiskOptimistic(ctx context.Context, personUID string, fn func(*policy.RiskProfile) error) ([]byte, bool, error) {
 	var raw []byte
 	var version string
 	err := s.pool.QueryRow(ctx, `SELECT profile, xmin::text FROM risk_profiles WHERE person_uid = $1`, personUID).Scan(&raw, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return policy.RiskProfile{}, false, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return policy.RiskProfile{}, false, err
+		return nil, false, err
 	}
-	p := policy.RiskProfile{PersonUID: personUID}
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return p, false, fmt.Errorf("decode: %w", err)
-	}
-	if err := fn(&p); err != nil {
-		return p, false, err
-	}
-	p.PersonUID = personUID
-	if raw, err = json.Marshal(p); err != nil {
-		return p, false, fmt.Errorf("encode: %w", err)
+	p, raw, err := applyRisk(personUID, raw, fn)
+	if err != nil {
+		return nil, false, err
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE risk_profiles SET profile = $2, updated_at = $3
 		WHERE person_uid = $1 AND xmin = $4::xid`, personUID, raw, p.UpdatedAt.UTC(), version)
 	if err != nil {
-		return p, false, err
+		return nil, false, err
 	}
-	return p, tag.RowsAffected() == 1, nil
+	return raw, tag.RowsAffected() == 1, nil
 }
 
-// normaliseRisk round-trips out through JSON so both adapters return the
-// same values.
-func normaliseRisk(out policy.RiskProfile) (policy.RiskProfile, error) {
-	raw, _ := json.Marshal(out)
-	var norm policy.RiskProfile
-	if err := json.Unmarshal(raw, &norm); err != nil {
-		return out, fmt.Errorf("update risk profile: %w", err)
+// decodeWrittenRisk returns the profile as stored, decoded from the JSON
+// just written, so both adapters return the same values (times rounded
+// the way JSON keeps them).
+func decodeWrittenRisk(raw []byte) (policy.RiskProfile, error) {
+	var p policy.RiskProfile
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return p, fmt.Errorf("update risk profile: %w", err)
 	}
-	return norm, nil
+	return p, nil
 }
 
 // DeleteRiskProfilesBefore implements policy.RiskStore.
