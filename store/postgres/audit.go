@@ -94,6 +94,9 @@ func scanAuditEvent(row pgx.Row, e *audit.Event) error {
 // QueryAudit implements audit.Store.
 func (s *Store) QueryAudit(ctx context.Context, q audit.Query) (audit.Page, error) {
 	q = q.Normalised()
+	if q.Person != "" && q.Client != "" && len(q.Types) == 1 && q.Org == "" && q.Since.IsZero() && q.Until.IsZero() {
+		return s.queryAuditPersonClientType(ctx, q)
+	}
 	where := []string{"seq > $1"}
 	args := []any{q.Cursor}
 	add := func(cond string, v any) {
@@ -131,6 +134,30 @@ func (s *Store) QueryAudit(ctx context.Context, q audit.Query) (audit.Page, erro
 	// which made every first sign-in to a client (client.first_use)
 	// cost a table scan under load.
 	rows, err := s.db(ctx).Query(ctx, sql, append([]any{pgx.QueryExecModeExec}, args...)...)
+	return readAuditPage(rows, err, q.Limit)
+}
+
+// auditPersonClientTypeSQL answers a person's events of one type with one
+// client (the first-use check before every authorization code). Each arm
+// names its partial index's predicate, so the cached generic plan walks
+// (subject|actor, client, type, seq) and stops at the limit; IN merges
+// an event whose subject and actor are both the person.
+const auditPersonClientTypeSQL = `SELECT ` + auditCols + ` FROM audit_events WHERE seq IN (
+	(SELECT seq FROM audit_events WHERE subject = $1 AND subject <> '' AND client = $2 AND type = $3 AND seq > $4 ORDER BY seq LIMIT $5)
+	UNION ALL
+	(SELECT seq FROM audit_events WHERE actor = $1 AND actor <> '' AND client = $2 AND type = $3 AND seq > $4 ORDER BY seq LIMIT $5)
+) ORDER BY seq LIMIT $5`
+
+// queryAuditPersonClientType is QueryAudit for a person, a client and
+// one type, nothing else: a prepared statement instead of one planned for
+// each call, which cost 0.2 ms of PostgreSQL's CPU per sign-in.
+func (s *Store) queryAuditPersonClientType(ctx context.Context, q audit.Query) (audit.Page, error) {
+	rows, err := s.db(ctx).Query(ctx, auditPersonClientTypeSQL, q.Person, q.Client, string(q.Types[0]), q.Cursor, q.Limit+1)
+	return readAuditPage(rows, err, q.Limit)
+}
+
+// readAuditPage reads up to limit events and the next page's cursor.
+func readAuditPage(rows pgx.Rows, err error, limit int) (audit.Page, error) {
 	if err != nil {
 		return audit.Page{}, fmt.Errorf("query audit: %w", translate(err))
 	}
@@ -146,9 +173,9 @@ func (s *Store) QueryAudit(ctx context.Context, q audit.Query) (audit.Page, erro
 	if err := rows.Err(); err != nil {
 		return audit.Page{}, fmt.Errorf("query audit: %w", translate(err))
 	}
-	if len(p.Events) > q.Limit {
-		p.Events = p.Events[:q.Limit]
-		p.Next = p.Events[q.Limit-1].Seq
+	if len(p.Events) > limit {
+		p.Events = p.Events[:limit]
+		p.Next = p.Events[limit-1].Seq
 	}
 	return p, nil
 }

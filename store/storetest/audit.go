@@ -21,6 +21,7 @@ func RunAuditTests(t *testing.T, newStore func(t *testing.T) audit.Store) {
 	}{
 		{"AuditAppendAndQuery", testAuditAppendAndQuery},
 		{"AuditQueryPagination", testAuditPagination},
+		{"AuditQueryPersonClientType", testAuditPersonClientType},
 		{"AuditSealAndVerify", testAuditSealAndVerify},
 		{"AuditConcurrentAppendAndSeal", testAuditConcurrent},
 		{"AuditCheckpoints", testAuditCheckpoints},
@@ -132,6 +133,58 @@ func testAuditPagination(t *testing.T, s audit.Store) {
 		if got[i] <= got[i-1] {
 			t.Fatalf("not increasing: %v", got)
 		}
+	}
+}
+
+// testAuditPersonClientType covers the query the first-use check makes
+// (person, client and one type), which a store may answer on its own path.
+func testAuditPersonClientType(t *testing.T, s audit.Store) {
+	ctx := context.Background()
+	l := auditLog(s)
+	const p, q = "555000000001", "555000000002"
+	evs := []audit.Event{
+		{Type: audit.ClientFirstUse, Subject: p, Actor: p, Client: "client-a"}, // subject and actor: once
+		{Type: audit.TokenIssued, Subject: p, Actor: p, Client: "client-a"},    // another type
+		{Type: audit.ClientFirstUse, Subject: q, Actor: p, Client: "client-a"}, // actor only
+		{Type: audit.ClientFirstUse, Subject: p, Actor: p, Client: "client-b"}, // another client
+		{Type: audit.ClientFirstUse, Subject: p, Client: "client-a"},           // subject only
+		{Type: audit.ClientFirstUse, Subject: q, Actor: q, Client: "client-a"}, // another person
+	}
+	for _, e := range evs {
+		noErr(t, "record", l.Record(ctx, e))
+	}
+	all, err := s.QueryAudit(ctx, audit.Query{Limit: 100})
+	noErr(t, "query all", err)
+	if len(all.Events) != len(evs) {
+		t.Fatalf("%d events recorded, want %d", len(all.Events), len(evs))
+	}
+	seq := func(i int) int64 { return all.Events[i].Seq }
+	query := audit.Query{Person: p, Client: "client-a", Types: []audit.Type{audit.ClientFirstUse}}
+	page, err := s.QueryAudit(ctx, query)
+	noErr(t, "query", err)
+	var got []int64
+	for _, e := range page.Events {
+		got = append(got, e.Seq)
+	}
+	equal(t, "matching events", got, []int64{seq(0), seq(2), seq(4)})
+	equal(t, "first event", page.Events[0].Actor+" "+page.Events[0].Subject+" "+page.Events[0].Client, p+" "+p+" client-a")
+
+	query.Limit = 2
+	page, err = s.QueryAudit(ctx, query)
+	noErr(t, "first page", err)
+	if len(page.Events) != 2 || page.Next != seq(2) {
+		t.Fatalf("first page: %d events, next %d; want 2 and %d", len(page.Events), page.Next, seq(2))
+	}
+	query.Cursor = page.Next
+	page, err = s.QueryAudit(ctx, query)
+	noErr(t, "second page", err)
+	if len(page.Events) != 1 || page.Events[0].Seq != seq(4) || page.Next != 0 {
+		t.Fatalf("second page: %+v, want only seq %d", page, seq(4))
+	}
+	page, err = s.QueryAudit(ctx, audit.Query{Person: "555000000009", Client: "client-a", Types: []audit.Type{audit.ClientFirstUse}})
+	noErr(t, "no match", err)
+	if len(page.Events) != 0 {
+		t.Fatalf("no match: %d events", len(page.Events))
 	}
 }
 
