@@ -120,6 +120,7 @@ func (s *Service) mdsRevoked(c Credential, now time.Time) bool {
 // session has started.
 type riskResult struct {
 	person   string
+	profile  policy.RiskProfile // as read for the decision, with its version
 	rc       policy.RiskContext
 	a        policy.RiskAssessment
 	decision policy.RiskDecision
@@ -230,7 +231,7 @@ func (s *Service) riskGate(w http.ResponseWriter, r *http.Request, f *Flow, pers
 	case pending:
 		d.Outcome = policy.OutcomeStepUpPassed
 	}
-	return &riskResult{person: person, rc: rc, a: a, decision: d}, true
+	return &riskResult{person: person, profile: prof, rc: rc, a: a, decision: d}, true
 }
 
 // riskRecord keeps a decision that did not end in a session.
@@ -261,12 +262,13 @@ func (s *Service) riskAudit(w http.ResponseWriter, r *http.Request, f *Flow, per
 	}
 }
 
-// riskLearn updates the profile after a successful sign-in.
+// riskLearn updates the profile after a successful sign-in, from the copy
+// read for the decision: one write, unless the profile changed meanwhile.
 func (s *Service) riskLearn(ctx context.Context, rk *riskResult) {
 	if rk == nil {
 		return
 	}
-	if _, err := s.risk.Store.UpdateRiskProfile(ctx, rk.person, func(p *policy.RiskProfile) error {
+	if err := s.risk.Store.UpdateRiskProfileFrom(ctx, rk.profile, func(p *policy.RiskProfile) error {
 		s.risk.Engine.Learn(p, rk.rc, rk.a)
 		s.risk.Engine.Record(p, rk.decision)
 		return nil

@@ -285,6 +285,10 @@ type RiskProfile struct {
 	Last      *RiskLastSeen   `json:"last,omitempty"`
 	Decisions []RiskDecision  `json:"decisions,omitempty"`
 	UpdatedAt time.Time       `json:"updated_at"`
+	// Version is the store's version of the profile as read (opaque, never
+	// stored in it; empty for a profile not stored yet), which
+	// UpdateRiskProfileFrom checks.
+	Version string `json:"-"`
 }
 
 // RiskLastSeen is the last successful sign-in's time and place.
@@ -628,6 +632,13 @@ type RiskStore interface {
 	// may try without a lock first and retry under one), so it must change
 	// only the profile it is given.
 	UpdateRiskProfile(ctx context.Context, personUID string, fn func(*RiskProfile) error) (RiskProfile, error)
+	// UpdateRiskProfileFrom is UpdateRiskProfile for a caller holding the
+	// profile it has just read with GetRiskProfile: fn is applied to read
+	// itself (it may change read's maps) and the result stored if the
+	// stored profile is still read's version, without reading it again.
+	// Otherwise, or when read has no version, fn runs again on the profile
+	// as stored, as in UpdateRiskProfile, so no update is lost.
+	UpdateRiskProfileFrom(ctx context.Context, read RiskProfile, fn func(*RiskProfile) error) error
 	// DeleteRiskProfilesBefore deletes profiles not updated since before
 	// and returns how many went (retention).
 	DeleteRiskProfilesBefore(ctx context.Context, before time.Time) (int, error)

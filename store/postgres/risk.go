@@ -16,50 +16,92 @@ var _ policy.RiskStore = (*Store)(nil)
 
 const lockRiskProfile = `SELECT profile FROM risk_profiles WHERE person_uid = $1 FOR UPDATE`
 
-func scanRiskProfile(row pgx.Row, uid string) (policy.RiskProfile, error) {
-	p := policy.RiskProfile{PersonUID: uid}
+// GetRiskProfile implements policy.RiskStore. The profile's Version is
+// the row's xmin, which changes with every write.
+func (s *Store) GetRiskProfile(ctx context.Context, personUID string) (policy.RiskProfile, error) {
+	p := policy.RiskProfile{PersonUID: personUID}
 	var raw []byte
-	err := row.Scan(&raw)
+	var version string
+	err := s.db(ctx).QueryRow(ctx, `SELECT profile, xmin::text FROM risk_profiles WHERE person_uid = $1`, personUID).Scan(&raw, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, nil
 	}
 	if err != nil {
-		return p, translate(err)
+		return p, fmt.Errorf("get risk profile: %w", translate(err))
 	}
 	if err := json.Unmarshal(raw, &p); err != nil {
-		return p, fmt.Errorf("decode: %w", err)
+		return p, fmt.Errorf("get risk profile: decode: %w", err)
 	}
-	p.PersonUID = uid
-	return p, nil
-}
-
-// GetRiskProfile implements policy.RiskStore.
-func (s *Store) GetRiskProfile(ctx context.Context, personUID string) (policy.RiskProfile, error) {
-	p, err := scanRiskProfile(s.db(ctx).QueryRow(ctx, `SELECT profile FROM risk_profiles WHERE person_uid = $1`, personUID), personUID)
-	if err != nil {
-		return p, fmt.Errorf("get risk profile: %w", err)
-	}
+	p.PersonUID, p.Version = personUID, version
 	return p, nil
 }
 
 // UpdateRiskProfile implements policy.RiskStore. Outside a transaction it
-// first tries optimistically: read the row and its version (xmin), apply
-// fn, and write only if the version is unchanged, two statements and no
-// transaction (every sign-in updates its person's profile). When the row
-// is new or changed meanwhile, it runs the read-modify-write with the row
-// locked, creating it on first use.
+// reads the profile and its version and writes through
+// UpdateRiskProfileFrom's optimistic path: two statements and no
+// transaction. Inside one it takes the locked path.
 func (s *Store) UpdateRiskProfile(ctx context.Context, personUID string, fn func(*policy.RiskProfile) error) (policy.RiskProfile, error) {
+	var written []byte
+	var err error
+	if s.optimisticRisk(ctx) {
+		var read policy.RiskProfile
+		if read, err = s.GetRiskProfile(ctx, personUID); err != nil {
+			return read, fmt.Errorf("update risk profile: %w", err)
+		}
+		written, err = s.updateRiskFrom(ctx, read, fn)
+	} else {
+		written, err = s.updateRiskLocked(ctx, personUID, fn)
+	}
+	if err != nil {
+		return policy.RiskProfile{}, fmt.Errorf("update risk profile: %w", translate(err))
+	}
+	return decodeWrittenRisk(written)
+}
+
+// UpdateRiskProfileFrom implements policy.RiskStore: one UPDATE that
+// holds only while the row's xmin is still read's version (every sign-in
+// updates its person's profile, right after reading it for the risk
+// decision). When the row is new or changed meanwhile, the read-modify-
+// write runs again with the row locked, creating it on first use.
+func (s *Store) UpdateRiskProfileFrom(ctx context.Context, read policy.RiskProfile, fn func(*policy.RiskProfile) error) error {
+	if _, err := s.updateRiskFrom(ctx, read, fn); err != nil {
+		return fmt.Errorf("update risk profile: %w", translate(err))
+	}
+	return nil
+}
+
+// optimisticRisk reports whether ctx lets an update skip the row lock: not
+// in a caller's transaction or write pipeline, whose isolation the lock is
+// part of.
+func (s *Store) optimisticRisk(ctx context.Context) bool {
 	_, inTx := ctx.Value(txKey{}).(pgx.Tx)
 	_, piped := pipelineOf(ctx)
-	if !inTx && !piped {
-		written, done, err := s.updateRiskOptimistic(ctx, personUID, fn)
+	return !inTx && !piped
+}
+
+// updateRiskFrom applies fn to read and writes it if the row is still
+// read's version, else takes the locked path. It returns the JSON written.
+func (s *Store) updateRiskFrom(ctx context.Context, read policy.RiskProfile, fn func(*policy.RiskProfile) error) ([]byte, error) {
+	uid := read.PersonUID
+	if read.Version != "" && s.optimisticRisk(ctx) {
+		p, raw, err := applyRisk(uid, read, fn)
 		if err != nil {
-			return policy.RiskProfile{}, fmt.Errorf("update risk profile: %w", translate(err))
+			return nil, err
 		}
-		if done {
-			return decodeWrittenRisk(written)
+		tag, err := s.pool.Exec(ctx, `UPDATE risk_profiles SET profile = $2, updated_at = $3
+		WHERE person_uid = $1 AND xmin = $4::xid`, uid, raw, p.UpdatedAt.UTC(), read.Version)
+		if err != nil {
+			return nil, err
+		}
+		if tag.RowsAffected() == 1 {
+			return raw, nil
 		}
 	}
+	return s.updateRiskLocked(ctx, uid, fn)
+}
+
+// updateRiskLocked is the read-modify-write under the row's lock.
+func (s *Store) updateRiskLocked(ctx context.Context, personUID string, fn func(*policy.RiskProfile) error) ([]byte, error) {
 	var written []byte
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		// Lock the row; on a person's first sign-in, create it first so
@@ -77,7 +119,11 @@ ON CONFLICT (person_uid) DO NOTHING`, personUID); err != nil {
 		if err != nil {
 			return err
 		}
-		p, raw, err := applyRisk(personUID, raw, fn)
+		cur := policy.RiskProfile{PersonUID: personUID}
+		if err := json.Unmarshal(raw, &cur); err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+		p, raw, err := applyRisk(personUID, cur, fn)
 		if err != nil {
 			return err
 		}
@@ -88,52 +134,20 @@ ON CONFLICT (person_uid) DO NOTHING`, personUID); err != nil {
 		written = raw
 		return nil
 	})
-	if err != nil {
-		return policy.RiskProfile{}, fmt.Errorf("update risk profile: %w", translate(err))
-	}
-	return decodeWrittenRisk(written)
+	return written, err
 }
 
-// applyRisk decodes a stored profile, applies fn and encodes the result.
-func applyRisk(personUID string, raw []byte, fn func(*policy.RiskProfile) error) (policy.RiskProfile, []byte, error) {
-	p := policy.RiskProfile{PersonUID: personUID}
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return p, nil, fmt.Errorf("decode: %w", err)
-	}
+// applyRisk applies fn to p and encodes the result.
+func applyRisk(personUID string, p policy.RiskProfile, fn func(*policy.RiskProfile) error) (policy.RiskProfile, []byte, error) {
 	if err := fn(&p); err != nil {
 		return p, nil, err
 	}
-	p.PersonUID = personUID
+	p.PersonUID, p.Version = personUID, ""
 	out, err := json.Marshal(p)
 	if err != nil {
 		return p, nil, fmt.Errorf("encode: %w", err)
 	}
 	return p, out, nil
-}
-
-// updateRiskOptimistic is UpdateRiskProfile's unlocked attempt, returning
-// the profile as written; done is false when the locked path must decide
-// (no row yet, or the row changed between the read and the write).
-func (s *Store) updateRiskOptimistic(ctx context.Context, personUID string, fn func(*policy.RiskProfile) error) ([]byte, bool, error) {
-	var raw []byte
-	var version string
-	err := s.pool.QueryRow(ctx, `SELECT profile, xmin::text FROM risk_profiles WHERE person_uid = $1`, personUID).Scan(&raw, &version)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	p, raw, err := applyRisk(personUID, raw, fn)
-	if err != nil {
-		return nil, false, err
-	}
-	tag, err := s.pool.Exec(ctx, `UPDATE risk_profiles SET profile = $2, updated_at = $3
-		WHERE person_uid = $1 AND xmin = $4::xid`, personUID, raw, p.UpdatedAt.UTC(), version)
-	if err != nil {
-		return nil, false, err
-	}
-	return raw, tag.RowsAffected() == 1, nil
 }
 
 // decodeWrittenRisk returns the profile as stored, decoded from the JSON

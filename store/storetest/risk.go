@@ -26,6 +26,8 @@ func RunRiskTests(t *testing.T, newStore func(t *testing.T) RiskStore) {
 		{"round trip", riskRoundTrip},
 		{"update error changes nothing", riskUpdateError},
 		{"concurrent updates", riskConcurrent},
+		{"update from a read profile", riskUpdateFrom},
+		{"concurrent updates from read profiles", riskConcurrentFrom},
 		{"retention", riskRetention},
 	}
 	for _, tt := range tests {
@@ -82,7 +84,99 @@ func riskRoundTrip(t *testing.T, s RiskStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if read.Version == "" {
+		t.Fatal("a stored profile read without a version")
+	}
+	read.Version = ""
 	equal(t, "read back", read, want)
+}
+
+func riskRead(t *testing.T, s RiskStore, uid string) policy.RiskProfile {
+	t.Helper()
+	p, err := s.GetRiskProfile(context.Background(), uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func riskUpdateFrom(t *testing.T, s RiskStore) {
+	ctx := context.Background()
+	uid := "555000000107"
+	riskPerson(t, s, uid)
+	inc := func(p *policy.RiskProfile) error {
+		p.SignIns++
+		p.UpdatedAt = t0
+		return nil
+	}
+	// Never stored: no version, so the store creates the row.
+	empty := riskRead(t, s, uid)
+	if empty.Version != "" {
+		t.Fatalf("version %q of a profile never stored", empty.Version)
+	}
+	noErr(t, "first update", s.UpdateRiskProfileFrom(ctx, empty, inc))
+	read := riskRead(t, s, uid)
+	if read.SignIns != 1 || read.Version == "" {
+		t.Fatalf("after the first update: %d sign-ins, version %q", read.SignIns, read.Version)
+	}
+	noErr(t, "current update", s.UpdateRiskProfileFrom(ctx, read, inc))
+	if p := riskRead(t, s, uid); p.SignIns != 2 || p.Version == read.Version {
+		t.Fatalf("after an update from the current version: %d sign-ins, version %q (was %q)", p.SignIns, p.Version, read.Version)
+	}
+	// A stale read: another update came between the read and this one.
+	stale := riskRead(t, s, uid)
+	if _, err := s.UpdateRiskProfile(ctx, uid, inc); err != nil {
+		t.Fatal(err)
+	}
+	noErr(t, "stale update", s.UpdateRiskProfileFrom(ctx, stale, inc))
+	if p := riskRead(t, s, uid); p.SignIns != 4 {
+		t.Fatalf("after an update from a stale read: %d sign-ins, want 4 (lost update)", p.SignIns)
+	}
+	boom := errors.New("boom")
+	err := s.UpdateRiskProfileFrom(ctx, riskRead(t, s, uid), func(p *policy.RiskProfile) error {
+		p.SignIns = 99
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err %v, want boom", err)
+	}
+	if p := riskRead(t, s, uid); p.SignIns != 4 {
+		t.Fatalf("a failed update was kept: %d sign-ins", p.SignIns)
+	}
+}
+
+func riskConcurrentFrom(t *testing.T, s RiskStore) {
+	ctx := context.Background()
+	uid := "555000000108"
+	riskPerson(t, s, uid)
+	const n = 10
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			read, err := s.GetRiskProfile(ctx, uid)
+			if err == nil {
+				err = s.UpdateRiskProfileFrom(ctx, read, func(p *policy.RiskProfile) error {
+					p.SignIns++
+					p.UpdatedAt = t0
+					return nil
+				})
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := riskRead(t, s, uid); p.SignIns != n {
+		t.Fatalf("sign-ins %d, want %d (lost update)", p.SignIns, n)
+	}
 }
 
 func riskUpdateError(t *testing.T, s RiskStore) {
