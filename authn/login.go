@@ -163,6 +163,7 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	var refused error
 	var limited *limitRefusal
 	var personUID string // set once the user handle names a real person
+	var failures int     // the person's failed sign-ins on record
 	handler := func(rawID, userHandle []byte) (webauthn.User, error) {
 		if len(userHandle) == 0 || len(userHandle) > 64 {
 			return nil, errors.New("bad user handle")
@@ -172,9 +173,12 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 			return nil, err
 		}
 		personUID = u.person.UID
-		if lr, err := s.checkPerson(ctx, personUID); err != nil {
+		n, lr, err := s.checkPerson(ctx, personUID)
+		if err != nil {
 			return nil, err
-		} else if lr != nil {
+		}
+		failures = n
+		if lr != nil {
 			limited = lr
 			return nil, lr.err
 		}
@@ -227,7 +231,7 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 			fmt.Errorf("credential aal %d < flow min %d", stored.AAL, f.MinAAL)))
 		return
 	}
-	rk, ok := s.riskGate(w, r, f, u.person.UID, stored)
+	rk, ok := s.riskGate(w, r, f, u.person.UID, stored, failures)
 	if !ok {
 		return
 	}
@@ -264,7 +268,7 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.personSucceeded(ctx, u.person.UID)
+	s.personSucceeded(ctx, u.person.UID, failures)
 	s.riskLearn(ctx, rk)
 	s.log.Info("sign-in", "person", u.person.UID, "aal", sess.AAL, "sid", sess.SID, "credential", b64url(cred.ID))
 	writeJSON(w, map[string]string{"redirect": resumeURL(f.ResumeURL, f.ID)})

@@ -18,18 +18,18 @@ type limitRefusal struct {
 
 // checkPerson refuses a sign-in for a person who is locked out or within
 // their progressive delay. It returns nil when the attempt may go ahead.
-func (s *Service) checkPerson(ctx context.Context, uid string) (*limitRefusal, error) {
+func (s *Service) checkPerson(ctx context.Context, uid string) (failures int, _ *limitRefusal, _ error) {
 	if s.limiter == nil {
-		return nil, nil
+		return 0, nil, nil
 	}
 	d, err := s.limiter.Check(ctx, ratelimit.PersonKey(uid))
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if d.Allowed {
-		return nil, nil
+		return d.Failures, nil, nil
 	}
-	return &limitRefusal{err: ratelimit.Error(d), decision: d}, nil
+	return d.Failures, &limitRefusal{err: ratelimit.Error(d), decision: d}, nil
 }
 
 // personFailed records a failed sign-in of uid.
@@ -52,9 +52,11 @@ func (s *Service) personFailed(ctx context.Context, uid string) {
 	}
 }
 
-// personSucceeded forgets uid's failed sign-ins.
-func (s *Service) personSucceeded(ctx context.Context, uid string) {
-	if s.limiter == nil {
+// personSucceeded forgets uid's failed sign-ins; failures is how many
+// checkPerson saw, and with none there is nothing to forget. (One that
+// came in between stays until its window ends, as if it had come later.)
+func (s *Service) personSucceeded(ctx context.Context, uid string, failures int) {
+	if s.limiter == nil || failures == 0 {
 		return
 	}
 	if err := s.limiter.Succeed(ctx, ratelimit.PersonKey(uid)); err != nil {

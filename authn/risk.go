@@ -16,7 +16,6 @@ import (
 
 	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/internal/apierror"
-	"github.com/nhsid/nhsid/internal/ratelimit"
 	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/store"
 )
@@ -84,22 +83,6 @@ func requestIP(r *http.Request) netip.Addr {
 	return a.Unmap()
 }
 
-// recentFailures reads the person's failed sign-ins from the rate limit
-// store, when the store is one.
-func (s *Service) recentFailures(ctx context.Context, uid string) int {
-	rs, ok := s.store.(interface {
-		RateGet(ctx context.Context, key string) (ratelimit.State, error)
-	})
-	if !ok {
-		return 0
-	}
-	st, err := rs.RateGet(ctx, ratelimit.PersonKey(uid))
-	if err != nil {
-		return 0
-	}
-	return st.Count
-}
-
 // mdsRevoked reports whether the metadata service lists the credential's
 // authenticator model as REVOKED now.
 func (s *Service) mdsRevoked(c Credential, now time.Time) bool {
@@ -164,8 +147,9 @@ func errRiskDenied() *apierror.Error {
 // riskGate evaluates a verified sign-in before its session starts. It
 // answers the request itself and returns ok false for a step-up or a
 // denial; otherwise it returns what to learn after the session starts (nil
-// when the engine is not wired).
-func (s *Service) riskGate(w http.ResponseWriter, r *http.Request, f *Flow, person string, cred Credential) (*riskResult, bool) {
+// when the engine is not wired). failures is the person's failed sign-ins on
+// record, as checkPerson read them.
+func (s *Service) riskGate(w http.ResponseWriter, r *http.Request, f *Flow, person string, cred Credential, failures int) (*riskResult, bool) {
 	if s.risk == nil || s.risk.Engine == nil || s.risk.Store == nil {
 		return nil, true
 	}
@@ -174,7 +158,7 @@ func (s *Service) riskGate(w http.ResponseWriter, r *http.Request, f *Flow, pers
 	rc := policy.RiskContext{
 		Now: now, DeviceID: s.deviceID(w, r), IP: requestIP(r), ClientID: f.ClientID, CredentialID: b64url(cred.ID),
 		CredentialLastUsed: cred.LastUsedAt, CredentialCreated: cred.CreatedAt,
-		RecentFailures: s.recentFailures(ctx, person), AuthenticatorRevoked: s.mdsRevoked(cred, now),
+		RecentFailures: failures, AuthenticatorRevoked: s.mdsRevoked(cred, now),
 	}
 	prof, err := s.risk.Store.GetRiskProfile(ctx, person)
 	if err != nil {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,8 +12,10 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/internal/config"
 	"github.com/nhsid/nhsid/internal/ratelimit"
+	"github.com/nhsid/nhsid/policy"
 )
 
 // TestLockoutAndUnlock: failed sign-ins of one person bring a progressive
@@ -32,40 +35,7 @@ func TestLockoutAndUnlock(t *testing.T) {
 			b.mustEnrol(e.invite(uid), 3)
 			c := e.client(e.newRP("private_key_jwt", nil))
 
-			// attempt starts a flow and finishes it with a good or a
-			// tampered assertion.
-			attempt := func(tamper bool) (int, apiErr, string) {
-				t.Helper()
-				loc := b.follow(c.conf.AuthCodeURL(randID(), oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
-				flow := loc.Query().Get("flow")
-				st, opts := b.postJSON("/webauthn/login/begin", map[string]string{"flow": flow})
-				if st != 200 {
-					t.Fatalf("login begin: %d %s", st, opts)
-				}
-				as, err := b.dev.Assert(opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if tamper {
-					var a map[string]any
-					_ = json.Unmarshal(as, &a)
-					resp := a["response"].(map[string]any)
-					sig, _ := base64.RawURLEncoding.DecodeString(resp["signature"].(string))
-					sig[len(sig)-3] ^= 0x55
-					resp["signature"] = base64.RawURLEncoding.EncodeToString(sig)
-					as, _ = json.Marshal(a)
-				}
-				req, _ := http.NewRequest("POST", e.issuer+"/webauthn/login/finish?flow="+url.QueryEscape(flow), strings.NewReader(string(as)))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := b.http.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				var raw json.RawMessage
-				_ = json.NewDecoder(resp.Body).Decode(&raw)
-				return resp.StatusCode, decodeErr(resp.StatusCode, raw), resp.Header.Get("Retry-After")
-			}
+			attempt := func(tamper bool) (int, apiErr, string) { return signinAttempt(t, b, c, tamper) }
 			steps := []struct {
 				name    string
 				advance time.Duration
@@ -97,6 +67,100 @@ func TestLockoutAndUnlock(t *testing.T) {
 			mustEqual(t, "locked after unlock", lo.Locked, false)
 			if st, ae, _ := attempt(false); st != 200 {
 				t.Fatalf("after unlock: %d %+v", st, ae)
+			}
+		})
+	}
+}
+
+// signinAttempt starts a flow for c and finishes it with a good or a
+// tampered assertion; it returns the finish's status, error and
+// Retry-After.
+func signinAttempt(t *testing.T, b *browser, c *oidcClient, tamper bool) (int, apiErr, string) {
+	t.Helper()
+	loc := b.follow(c.conf.AuthCodeURL(randID(), oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+	flow := loc.Query().Get("flow")
+	st, opts := b.postJSON("/webauthn/login/begin", map[string]string{"flow": flow})
+	if st != 200 {
+		t.Fatalf("login begin: %d %s", st, opts)
+	}
+	as, err := b.dev.Assert(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tamper {
+		var a map[string]any
+		_ = json.Unmarshal(as, &a)
+		resp := a["response"].(map[string]any)
+		sig, _ := base64.RawURLEncoding.DecodeString(resp["signature"].(string))
+		sig[len(sig)-3] ^= 0x55
+		resp["signature"] = base64.RawURLEncoding.EncodeToString(sig)
+		as, _ = json.Marshal(a)
+	}
+	req, _ := http.NewRequest("POST", b.e.issuer+"/webauthn/login/finish?flow="+url.QueryEscape(flow), strings.NewReader(string(as)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := b.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var raw json.RawMessage
+	_ = json.NewDecoder(resp.Body).Decode(&raw)
+	return resp.StatusCode, decodeErr(resp.StatusCode, raw), resp.Header.Get("Retry-After")
+}
+
+// TestFailuresBeforeSuccess: failed sign-ins just before a successful one
+// are a risk signal of that sign-in (from the lockout counter), and the
+// success forgets them, so the next sign-in carries no such signal.
+func TestFailuresBeforeSuccess(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			e := newEnv(t, backend, func(c *config.Config) {
+				c.RateLimits.PersonFailures = ratelimit.Failures{DelayAfter: 10, BaseDelay: time.Second,
+					MaxDelay: time.Second, LockAfter: 20, Lockout: time.Minute, Window: time.Hour}
+			})
+			uid := e.newPerson("Mary", "Seacole")
+			b := e.browser(e.device(true))
+			b.mustEnrol(e.invite(uid), 3)
+			c := e.client(e.newRP("private_key_jwt", nil))
+			successes := func() []audit.Event {
+				var out []audit.Event
+				for _, ev := range e.personEvents(uid) {
+					if ev.Type == audit.SigninSuccess {
+						out = append(out, ev)
+					}
+				}
+				return out
+			}
+			// Each attempt from a new browser with the same key, so none
+			// rides on an earlier session.
+			try := func(tamper bool) (int, apiErr) {
+				st, ae, _ := signinAttempt(t, e.browser(b.dev), c, tamper)
+				return st, ae
+			}
+			burst := func(ev audit.Event) bool {
+				return strings.Contains(fmt.Sprint(ev.Detail["risk_signals"]), policy.SignalFailureBurst)
+			}
+			if st, ae := try(false); st != 200 {
+				t.Fatalf("first sign-in: %d %+v", st, ae)
+			}
+			for i := range 3 {
+				if st, ae := try(true); st != 400 || ae.Code != "invalid_credential" {
+					t.Fatalf("failure %d: %d %+v", i+1, st, ae)
+				}
+			}
+			if st, ae := try(false); st != 200 {
+				t.Fatalf("sign-in after failures: %d %+v", st, ae)
+			}
+			if st, ae := try(false); st != 200 {
+				t.Fatalf("next sign-in: %d %+v", st, ae)
+			}
+			got := successes()
+			if len(got) != 3 {
+				t.Fatalf("%d sign-in successes audited, want 3", len(got))
+			}
+			if burst(got[0]) || !burst(got[1]) || burst(got[2]) {
+				t.Fatalf("failures_before_success signals: %v, %v, %v; want only on the second",
+					got[0].Detail["risk_signals"], got[1].Detail["risk_signals"], got[2].Detail["risk_signals"])
 			}
 		})
 	}

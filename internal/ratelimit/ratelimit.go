@@ -185,6 +185,9 @@ type Decision struct {
 	// JustLocked is set by the Fail that started a lockout (for the audit
 	// trail).
 	JustLocked bool
+	// Failures is how many failures the key had on record when Check read
+	// it, aged out or not (set by Check only).
+	Failures int
 }
 
 // Limiter applies a Config to a Store.
@@ -316,7 +319,9 @@ func (l *Limiter) Check(ctx context.Context, key string) (Decision, error) {
 	if err != nil {
 		return Decision{}, fmt.Errorf("lockout check: %w", err)
 	}
-	return l.decide(key, st), nil
+	d := l.decide(key, st)
+	d.Failures = st.Count
+	return d, nil
 }
 
 func (l *Limiter) decide(key string, st State) Decision {
