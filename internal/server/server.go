@@ -166,7 +166,15 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("database: cannot connect: %w", err)
 		}
 		s.pool = pool
-		s.Store = postgres.New(pool)
+		pg := postgres.New(pool)
+		if warnings, err := pg.SettingWarnings(pingCtx); err != nil {
+			log.Warn("database settings not checked", "err", err.Error())
+		} else {
+			for _, w := range warnings {
+				log.Warn(w)
+			}
+		}
+		s.Store = pg
 	}
 
 	s.Audit = audit.NewLog(s.Store, audit.Options{Now: now})

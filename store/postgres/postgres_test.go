@@ -70,3 +70,20 @@ func TestPostgresSAMLConformance(t *testing.T) {
 func TestPostgresLogoutConformance(t *testing.T) {
 	storetest.RunLogoutTests(t, func(t *testing.T) storetest.LogoutStore { return postgres.New(testdb.Pool(t)) })
 }
+
+// TestSettingWarnings: the autovacuum warning follows the server's setting
+// (which a test cannot change: it is server-wide).
+func TestSettingWarnings(t *testing.T) {
+	pool := testdb.Pool(t)
+	var autovacuum string
+	if err := pool.QueryRow(t.Context(), `SHOW autovacuum`).Scan(&autovacuum); err != nil {
+		t.Fatal(err)
+	}
+	warnings, err := postgres.New(pool).SettingWarnings(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(warnings) == 1, autovacuum == "off"; got != want {
+		t.Fatalf("autovacuum %s: warnings %q", autovacuum, warnings)
+	}
+}
