@@ -12,6 +12,7 @@ import (
 	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/authn"
 	"github.com/nhsid/nhsid/policy"
+	"github.com/nhsid/nhsid/store"
 )
 
 // This file turns protocol steps into audit events. Events a response
@@ -233,26 +234,9 @@ func (p *Provider) auditAccessToken(ctx context.Context, req fosite.Requester) e
 	})
 }
 
-// writePipeliner is a store that can send a request's writes in one round
-// trip and one implicit transaction (store/postgres).
-type writePipeliner interface {
-	BeginPipeline(ctx context.Context) (context.Context, error)
-	SendPipeline(ctx context.Context) error
-}
-
-// beginWrites returns a context whose store writes are queued in a write
-// pipeline, and the function that sends them; without a pipelining store
-// the writes happen at once and send does nothing.
+// beginWrites is store.BeginWrites on the provider's store.
 func (p *Provider) beginWrites(ctx context.Context) (context.Context, func(context.Context) error, error) {
-	wp, ok := p.deps.Store.(writePipeliner)
-	if !ok {
-		return ctx, func(context.Context) error { return nil }, nil
-	}
-	pctx, err := wp.BeginPipeline(ctx)
-	if err != nil {
-		return ctx, nil, err
-	}
-	return pctx, wp.SendPipeline, nil
+	return store.BeginWrites(ctx, p.deps.Store)
 }
 
 // newAccessResponse is NewAccessResponse, with the client_credentials
@@ -265,7 +249,7 @@ func (p *Provider) newAccessResponse(ctx context.Context, ar fosite.AccessReques
 	if p.deps.Audit == nil || !ar.GetGrantTypes().ExactOne("client_credentials") {
 		return p.oauth.NewAccessResponse(ctx, ar)
 	}
-	if _, ok := p.deps.Store.(writePipeliner); ok {
+	if _, ok := p.deps.Store.(store.WritePipeliner); ok {
 		wctx, send, err := p.beginWrites(ctx)
 		if err != nil {
 			return nil, fosite.ErrServerError.WithWrap(err)

@@ -7,7 +7,10 @@
 // This package imports nothing from nhsid, so any package may import it.
 package store
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
 
 var (
 	// ErrNotFound means the record does not exist (or is no longer usable,
@@ -23,3 +26,29 @@ var (
 	// credentials.
 	ErrUnavailable = errors.New("store unavailable")
 )
+
+// WritePipeliner is a store that can queue writes needing no answer and
+// send them together: one round trip and one commit, all or nothing
+// (store/postgres).
+type WritePipeliner interface {
+	// BeginPipeline returns a context in which the store's writes that need
+	// no answer are queued; anything else in it fails.
+	BeginPipeline(ctx context.Context) (context.Context, error)
+	// SendPipeline sends the writes queued in ctx.
+	SendPipeline(ctx context.Context) error
+}
+
+// BeginWrites returns a context in which s's writes are queued in a write
+// pipeline, and the function that sends them; when s is not a
+// WritePipeliner the writes happen at once and send does nothing.
+func BeginWrites(ctx context.Context, s any) (context.Context, func(context.Context) error, error) {
+	wp, ok := s.(WritePipeliner)
+	if !ok {
+		return ctx, func(context.Context) error { return nil }, nil
+	}
+	pctx, err := wp.BeginPipeline(ctx)
+	if err != nil {
+		return ctx, nil, err
+	}
+	return pctx, wp.SendPipeline, nil
+}
