@@ -250,24 +250,37 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	prev, _ := s.CurrentSession(r) // for the audit: a step-up replaces it
-	sess, err := s.startSession(w, r, stored)
+	prev, _ := s.CurrentSession(r) // ended or continued; a step-up's audit names it
+	sess, raw, err := s.newSession(ctx, r, prev, stored)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if _, err := s.store.UpdateFlow(ctx, f.ID, func(x *Flow) error {
-		x.SessionSID = sess.SID
-		x.AuthenticatedAt = sess.AuthTime
-		return nil
-	}); err != nil {
-		s.fail(w, r, fmt.Errorf("update flow: %w", err))
+	// The session, the flow's sign-in and the audit event go together: in
+	// one write pipeline where the store has them (one round trip, one
+	// commit, all or nothing).
+	wctx, send, err := store.BeginWrites(ctx, s.store)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("sign-in writes: %w", err))
 		return
 	}
-	if err := s.auditSignin(ctx, f, prev, &sess, &stored); err != nil {
+	if err := s.store.CreateSession(wctx, sess); err != nil {
+		s.fail(w, r, fmt.Errorf("start session: %w", err))
+		return
+	}
+	if err := s.store.SetFlowSignIn(wctx, f.ID, sess.SID, sess.AuthTime); err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	if err := s.auditSignin(wctx, f, prev, &sess, &stored); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := send(wctx); err != nil {
+		s.fail(w, r, fmt.Errorf("sign-in writes: %w", err))
+		return
+	}
+	s.setSessionCookie(w, sess, raw)
 	s.personSucceeded(ctx, u.person.UID, failures)
 	s.riskLearn(ctx, rk)
 	s.log.Info("sign-in", "person", u.person.UID, "aal", sess.AAL, "sid", sess.SID, "credential", b64url(cred.ID))

@@ -73,31 +73,35 @@ func (s *Service) lifetimes(aal int) (absolute, idle time.Duration) {
 	return s.cfg.AAL2Absolute, s.cfg.AAL2Idle
 }
 
-// startSession creates a session for the person who used cred, ends the
-// browser's previous session and sets the cookie.
-func (s *Service) startSession(w http.ResponseWriter, r *http.Request, cred Credential) (Session, error) {
-	ctx := r.Context()
+// newSession ends or continues the browser's previous session prev (nil
+// when there is none) and returns the new session of the person who used
+// cred, with its cookie value. The caller stores it (CreateSession), then
+// sets the cookie (setSessionCookie).
+func (s *Service) newSession(ctx context.Context, r *http.Request, prev *Session, cred Credential) (Session, string, error) {
 	// sid stays that of the browser's session when the same person signs
 	// in again (idle timeout, step-up), so the SSO session goes on.
 	sid := ""
-	if prev, err := s.CurrentSession(r); err == nil && prev != nil {
+	if prev != nil {
 		if prev.PersonUID != cred.PersonUID {
 			// Another person on the same browser (a shared ward PC): the
 			// first one's apps must be told.
 			if err := s.endStored(ctx, *prev, EndReplaced); err != nil {
-				return Session{}, err
+				return Session{}, "", err
 			}
-		} else if sid, err = s.continueSession(ctx, *prev); err != nil {
-			return Session{}, err
+		} else {
+			var err error
+			if sid, err = s.continueSession(ctx, *prev); err != nil {
+				return Session{}, "", err
+			}
 		}
 	}
 	raw, err := s.randomToken(32)
 	if err != nil {
-		return Session{}, fmt.Errorf("start session: %w", err)
+		return Session{}, "", fmt.Errorf("start session: %w", err)
 	}
 	if sid == "" {
 		if sid, err = s.randomToken(16); err != nil {
-			return Session{}, fmt.Errorf("start session: %w", err)
+			return Session{}, "", fmt.Errorf("start session: %w", err)
 		}
 	}
 	now := s.now()
@@ -111,11 +115,14 @@ func (s *Service) startSession(w http.ResponseWriter, r *http.Request, cred Cred
 		AAL: cred.AAL, AMR: amrFor(cred), AuthTime: now.Truncate(time.Second), LastSeenAt: now,
 		IdleTimeout: idle, ExpiresAt: now.Add(abs), UserAgent: ua, IP: clientIP(r),
 	}
-	if err := s.store.CreateSession(ctx, sess); err != nil {
-		return Session{}, fmt.Errorf("start session: %w", err)
-	}
+	return sess, raw, nil
+}
+
+// setSessionCookie sets the cookie of sess, whose value is raw, for the
+// session's absolute lifetime.
+func (s *Service) setSessionCookie(w http.ResponseWriter, sess Session, raw string) {
+	abs, _ := s.lifetimes(sess.AAL)
 	s.setCookie(w, sessionCookie, raw, int(abs.Seconds()))
-	return sess, nil
 }
 
 // csrfToken is the per-session value that forms carry: a MAC of a fixed

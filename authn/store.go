@@ -147,6 +147,11 @@ type FlowStore interface {
 	// a zero now returns the flow whatever its expiry.
 	GetFlow(ctx context.Context, id string, now time.Time) (Flow, error)
 	UpdateFlow(ctx context.Context, id string, fn func(*Flow) error) (Flow, error)
+	// SetFlowSignIn records the session that signed the flow in, and when,
+	// changing no other field and reading nothing (so it can join a write
+	// pipeline). An absent flow is not an error: the resume will not find
+	// it either.
+	SetFlowSignIn(ctx context.Context, id, sid string, at time.Time) error
 	DeleteFlow(ctx context.Context, id string) error
 }
 

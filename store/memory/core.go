@@ -480,6 +480,17 @@ func (s *Store) UpdateFlow(_ context.Context, id string, fn func(*authn.Flow) er
 	return copyFlow(f), nil
 }
 
+// SetFlowSignIn implements authn.FlowStore.
+func (s *Store) SetFlowSignIn(_ context.Context, id, sid string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.core.flows[id]; ok {
+		f.SessionSID, f.AuthenticatedAt = sid, at
+		s.core.flows[id] = f
+	}
+	return nil
+}
+
 // DeleteFlow implements authn.FlowStore. Deleting an unknown or already
 // deleted flow is not an error.
 func (s *Store) DeleteFlow(_ context.Context, id string) error {

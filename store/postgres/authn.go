@@ -185,7 +185,7 @@ func sessionArgs(x authn.Session) []any {
 
 // CreateSession implements authn.SessionStore. Both IDHash and SID are unique.
 func (s *Store) CreateSession(ctx context.Context, x authn.Session) error {
-	_, err := s.db(ctx).Exec(ctx, `INSERT INTO sessions (`+sessionColumns+`)
+	err := s.execNoAnswer(ctx, `INSERT INTO sessions (`+sessionColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`, sessionArgs(x)...)
 	if err != nil {
 		return fmt.Errorf("create session: %w", translate(err))
@@ -318,6 +318,16 @@ func (s *Store) UpdateFlow(ctx context.Context, id string, fn func(*authn.Flow) 
 		return authn.Flow{}, err
 	}
 	return f, nil
+}
+
+// SetFlowSignIn implements authn.FlowStore: one UPDATE that needs no
+// answer, so it joins a write pipeline.
+func (s *Store) SetFlowSignIn(ctx context.Context, id, sid string, at time.Time) error {
+	if err := s.execNoAnswer(ctx, `UPDATE flows SET session_sid = $2, authenticated_at = $3 WHERE id = $1`,
+		id, sid, nullTime(at)); err != nil {
+		return fmt.Errorf("set flow sign-in: %w", translate(err))
+	}
+	return nil
 }
 
 // DeleteFlow implements authn.FlowStore. Deleting an unknown or already

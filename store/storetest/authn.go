@@ -490,6 +490,17 @@ func testFlowUpdateDelete(t *testing.T, s Store) {
 	noErr(t, "get", err)
 	equal(t, "stored", stored, want)
 
+	// SetFlowSignIn changes only the session and its time.
+	want.SessionSID, want.AuthenticatedAt = "sid-2", t0.Add(2*time.Minute)
+	noErr(t, "set sign-in", s.SetFlowSignIn(ctx, f.ID, want.SessionSID, want.AuthenticatedAt))
+	stored, err = s.GetFlow(ctx, f.ID, t0)
+	noErr(t, "get", err)
+	equal(t, "stored after set sign-in", stored, want)
+	noErr(t, "set sign-in of an absent flow", s.SetFlowSignIn(ctx, "nope", "sid-3", t0))
+	if _, err := s.GetFlow(ctx, "nope", time.Time{}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("set sign-in created a flow: %v", err)
+	}
+
 	_, err = s.UpdateFlow(ctx, f.ID, func(x *authn.Flow) error { x.Kind = "saml"; return errAbort })
 	isErr(t, "aborted", err, errAbort)
 	_, err = s.UpdateFlow(ctx, "nope", func(*authn.Flow) error { return nil })
