@@ -106,7 +106,7 @@ func runCmd() *cobra.Command {
 		dur                                                time.Duration
 		rate                                               float64
 		repeat, pid                                        int
-		limitMem                                           bool
+		limitMem, newDevices                               bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -146,7 +146,7 @@ func runCmd() *cobra.Command {
 				for _, c := range cs {
 					var runs []*loadgen.Summary
 					for r := 0; r < repeat; r++ {
-						s, err := loadgen.Run(cmd.Context(), st, loadgen.Options{Scenario: sc, Concurrency: c, Duration: dur, Rate: rate, CPU: probe})
+						s, err := loadgen.Run(cmd.Context(), st, loadgen.Options{Scenario: sc, Concurrency: c, Duration: dur, Rate: rate, NewDevices: newDevices, CPU: probe})
 						if err != nil {
 							return err
 						}
@@ -191,6 +191,7 @@ func runCmd() *cobra.Command {
 	f.StringVar(&conc, "concurrency", "8", "virtual clients (comma-separated for several runs, e.g. 8,32)")
 	f.DurationVar(&dur, "duration", 10*time.Second, "measured time per run (max 10m)")
 	f.Float64Var(&rate, "rate", 0, "open loop: fixed arrival rate per second (0: closed loop)")
+	f.BoolVar(&newDevices, "new-devices", false, "every sign-in from a browser never seen before (default: each person's browser keeps nhsid's device cookie, never the session)")
 	f.IntVar(&repeat, "repeat", 1, "runs per configuration; the table shows medians")
 	f.StringVar(&limitDB, "limit-db", "", "PostgreSQL URL for the limit benchmark after each run (scratch schema, dropped)")
 	f.BoolVar(&limitMem, "limit-memory", false, "run the limit benchmark without a database (for a memory-store nhsid)")

@@ -85,6 +85,31 @@ func browserClient(rt http.RoundTripper) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
+// deviceCookie ends the name of nhsid's device cookie (which may carry a
+// __Host- prefix): what a returning browser presents to the risk engine.
+const deviceCookie = "nhsid_device"
+
+// userBrowser is u's browser for one sign-in: a fresh cookie jar, so no
+// session and a full sign-in, holding only the device cookie u's browser
+// kept from its last sign-in (none with Options.NewDevices).
+func (c *vclient) userBrowser(u *User) *http.Client {
+	b := browserClient(c.sh.rt)
+	if !c.sh.newDevices && u.browserDevice != nil {
+		b.Jar.SetCookies(c.sh.issuer, []*http.Cookie{u.browserDevice})
+	}
+	return b
+}
+
+// keepDevice remembers the device cookie b holds after u's sign-in.
+func (c *vclient) keepDevice(u *User, b *http.Client) {
+	for _, ck := range b.Jar.Cookies(c.sh.issuer) {
+		if strings.HasSuffix(ck.Name, deviceCookie) {
+			u.browserDevice = &http.Cookie{Name: ck.Name, Value: ck.Value}
+			return
+		}
+	}
+}
+
 // do sends req and reads the whole reply; non-2xx/3xx is an *OpError.
 func do(c *http.Client, step string, req *http.Request) (*http.Response, []byte, error) {
 	resp, err := c.Do(req)

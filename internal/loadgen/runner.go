@@ -22,6 +22,12 @@ type Options struct {
 	// arrival rate per second whatever the latency, and latency counts from
 	// each iteration's scheduled start (so queueing shows).
 	Rate float64
+	// NewDevices makes every sign-in come from a browser never seen
+	// before. By default each person's browser keeps nhsid's device cookie
+	// between sign-ins (never the session: each is a full sign-in), as a
+	// clinician's workstation does; new devices fill every risk profile to
+	// its cap, the worst case for its size.
+	NewDevices bool
 	// Transport, when set, replaces the shared HTTP transport (tests).
 	Transport http.RoundTripper
 	// CPU, when set, measures nhsid's and PostgreSQL's CPU over the run.
@@ -98,6 +104,7 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	sh.newDevices = opts.NewDevices
 	if opts.Scenario == SAMLSSO {
 		if err := sh.loadSAML(ctx); err != nil {
 			return nil, err

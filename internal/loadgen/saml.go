@@ -149,7 +149,7 @@ func (c *vclient) samlSSO(ctx context.Context) error {
 	if err != nil {
 		return &OpError{Step: "saml/request", Err: err}
 	}
-	b := browserClient(c.sh.rt)
+	b := c.userBrowser(u)
 	loc, err := c.follow(ctx, b, "saml/sso", start.String())
 	if err != nil {
 		return err
@@ -186,5 +186,6 @@ func (c *vclient) samlSSO(ctx context.Context) error {
 		}
 		return &OpError{Step: "saml/response", Status: 200, Code: "invalid", Err: err}
 	}
+	c.keepDevice(u, b)
 	return nil
 }

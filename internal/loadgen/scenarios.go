@@ -49,12 +49,14 @@ type endpoints struct {
 
 // shared is what all virtual clients of one run share.
 type shared struct {
-	st    *State
-	ep    endpoints
-	rt    http.RoundTripper
-	api   *http.Client // no cookies, no redirects
-	users chan *User   // checked out by one sign-in at a time
-	sp    *crewjam.ServiceProvider
+	st         *State
+	ep         endpoints
+	rt         http.RoundTripper
+	api        *http.Client // no cookies, no redirects
+	users      chan *User   // checked out by one sign-in at a time
+	issuer     *url.URL
+	newDevices bool // see Options.NewDevices
+	sp         *crewjam.ServiceProvider
 }
 
 // vclient is one virtual client: its own tokens and signer.
@@ -74,6 +76,10 @@ func newShared(ctx context.Context, st *State, rt http.RoundTripper, conc int) (
 	}
 	sh := &shared{st: st, rt: rt, api: &http.Client{Transport: rt, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	var err error
+	if sh.issuer, err = url.Parse(st.Issuer); err != nil {
+		return nil, fmt.Errorf("loadgen: issuer: %w", err)
+	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, st.Issuer+"/.well-known/openid-configuration", nil)
 	_, body, err := do(sh.api, "discovery", req)
 	if err != nil {
@@ -238,7 +244,7 @@ func (c *vclient) login(ctx context.Context) error {
 		return err
 	}
 	defer c.giveUser(u)
-	b := browserClient(c.sh.rt)
+	b := c.userBrowser(u)
 	st := c.sh.st
 	state, nonce, verifier := randString(12), randString(12), randString(32)
 	sum := sha256.Sum256([]byte(verifier))
@@ -290,6 +296,7 @@ func (c *vclient) login(ctx context.Context) error {
 		return &OpError{Step: "token(code)", Status: 200, Err: errors.New("missing access, refresh or ID token")}
 	}
 	c.access, c.refresh = tok.AccessToken, tok.RefreshToken
+	c.keepDevice(u, b)
 	return nil
 }
 

@@ -60,6 +60,9 @@ type SecretClient struct {
 type User struct {
 	UID    string               `json:"uid"`
 	Device *webauthntest.Device `json:"device"`
+	// browserDevice is the device cookie the person's browser kept from
+	// its last sign-in in this run.
+	browserDevice *http.Cookie
 }
 
 // SetupOptions configure Setup.
