@@ -260,6 +260,12 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 			writeUnavailable(w)
 			return
 		}
+		if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+			// A concurrent exchange of the same code spent it first (the
+			// store's invalidation found it spent); fosite would call that
+			// a server error.
+			err = fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.").WithWrap(err)
+		}
 		p.log.InfoContext(ctx, "token response failed", "err", err)
 		p.oauth.WriteAccessError(ctx, w, ar, err)
 		return

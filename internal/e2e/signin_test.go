@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -358,4 +360,50 @@ func tamper(t *testing.T, as []byte) []byte {
 	resp["signature"] = base64.RawURLEncoding.EncodeToString(sig)
 	out, _ := json.Marshal(m)
 	return out
+}
+
+// TestCodeExchangedOnce: several concurrent exchanges of one authorization
+// code (each with its own client assertion) get one token pair between
+// them; every other gets invalid_grant, never a second pair or a server
+// error, whichever way the requests interleave.
+func TestCodeExchangedOnce(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			e := newEnv(t, backend)
+			uid := e.newPerson("Ada", "Lovelace")
+			b := e.browser(e.device(true))
+			b.mustEnrol(e.invite(uid), 3)
+			c := e.client(e.newRP("private_key_jwt", nil))
+			for round := range 3 {
+				cb, _, verifier, _ := b.signIn(c, oauth2.SetAuthURLParam("prompt", "login"))
+				code := cb.Query().Get("code")
+				const n = 6
+				errs := make([]error, n)
+				var wg sync.WaitGroup
+				for i := range n {
+					opts := append(c.authOpts(), oauth2.VerifierOption(verifier))
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						_, errs[i] = c.conf.Exchange(context.Background(), code, opts...)
+					}()
+				}
+				wg.Wait()
+				ok := 0
+				for _, err := range errs {
+					var re *oauth2.RetrieveError
+					switch {
+					case err == nil:
+						ok++
+					case errors.As(err, &re) && re.Response.StatusCode == 400 && re.ErrorCode == "invalid_grant":
+					default:
+						t.Fatalf("round %d: exchange: %v, want success or invalid_grant", round, err)
+					}
+				}
+				if ok != 1 {
+					t.Fatalf("round %d: %d of %d exchanges of one code succeeded, want 1", round, ok, n)
+				}
+			}
+		})
+	}
 }

@@ -236,6 +236,11 @@ func (s *Store) InvalidateAuthorizeCodeSession(_ context.Context, sig string) er
 	if !ok {
 		return fmt.Errorf("invalidate authorize code: %w", fosite.ErrNotFound)
 	}
+	if !t.active {
+		// Already spent: a concurrent exchange of the same code got there
+		// first.
+		return fmt.Errorf("invalidate authorize code: %w", fosite.ErrInvalidatedAuthorizeCode)
+	}
 	t.active = false
 	return nil
 }

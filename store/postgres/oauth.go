@@ -292,13 +292,24 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, sig string, session
 
 // InvalidateAuthorizeCodeSession marks a code used.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
+	// "AND active": of two exchanges of one code that both read it active,
+	// the second waits for the first's row lock, then finds the code spent
+	// and fails (read committed re-checks the condition on the new row).
 	tag, err := s.db(ctx).Exec(ctx,
-		`UPDATE oauth_tokens SET active = false WHERE kind = $1 AND signature_hash = $2`,
+		`UPDATE oauth_tokens SET active = false WHERE kind = $1 AND signature_hash = $2 AND active`,
 		idp.TokenKindCode, oauthHash(sig))
 	if err != nil {
 		return oauthErr("invalidate authorize code", err)
 	}
 	if tag.RowsAffected() == 0 {
+		var spent bool
+		if err := s.db(ctx).QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM oauth_tokens WHERE kind = $1 AND signature_hash = $2)`,
+			idp.TokenKindCode, oauthHash(sig)).Scan(&spent); err != nil {
+			return oauthErr("invalidate authorize code", err)
+		}
+		if spent {
+			return fmt.Errorf("invalidate authorize code: %w", fosite.ErrInvalidatedAuthorizeCode)
+		}
 		return fmt.Errorf("invalidate authorize code: %w", fosite.ErrNotFound)
 	}
 	return nil

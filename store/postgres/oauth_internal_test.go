@@ -222,6 +222,51 @@ func TestOAuthConcurrentRotation(t *testing.T) {
 	}
 }
 
+// TestOAuthConcurrentCodeExchange: two exchanges of one authorization code
+// race in fosite's (read committed) transactions, both having read the
+// code while it was active. The second's invalidation waits for the
+// first's row lock, then finds the code spent and fails, so the code buys
+// one token pair only.
+func TestOAuthConcurrentCodeExchange(t *testing.T) {
+	s, req := oauthTestStore(t)
+	bg := context.Background()
+	if err := s.CreateAuthorizeCodeSession(bg, "code", req); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	begin := func() context.Context {
+		ctx, err := s.BeginTX(bg)
+		if err != nil {
+			t.Fatalf("BeginTX: %v", err)
+		}
+		// On a failure, end the transaction so the test database can go.
+		t.Cleanup(func() { _ = s.Rollback(ctx) })
+		if _, err := s.GetAuthorizeCodeSession(ctx, "code", openid.NewDefaultSession()); err != nil {
+			t.Fatalf("get: %v", err)
+		}
+		return ctx
+	}
+	a, b := begin(), begin()
+	if err := s.InvalidateAuthorizeCodeSession(a, "code"); err != nil {
+		t.Fatalf("invalidate a: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.InvalidateAuthorizeCodeSession(b, "code") }()
+	select {
+	case err := <-done:
+		t.Fatalf("invalidate b finished (%v) while a held the row", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := s.Commit(a); err != nil {
+		t.Fatalf("commit a: %v", err)
+	}
+	if err := <-done; !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		t.Fatalf("invalidate b: %v, want ErrInvalidatedAuthorizeCode", err)
+	}
+	if err := s.Rollback(b); err != nil {
+		t.Fatalf("rollback b: %v", err)
+	}
+}
+
 // TestPurgeExpiredOAuthInBatches: the purge deletes in batches until no
 // expired row is left, and keeps live rows.
 func TestPurgeExpiredOAuthInBatches(t *testing.T) {

@@ -240,6 +240,9 @@ func testOAuthAuthorizeCode(t *testing.T, s OAuthStore) {
 	oauthCheckRequest(t, got, req)
 
 	oauthWantErr(t, "invalidate unknown", s.InvalidateAuthorizeCodeSession(oauthCtx(), "other-sig"), fosite.ErrNotFound)
+	// A code is spent once: of two exchanges that both read it active,
+	// only the first to invalidate it goes on.
+	oauthWantErr(t, "invalidate again", s.InvalidateAuthorizeCodeSession(oauthCtx(), "code-sig"), fosite.ErrInvalidatedAuthorizeCode)
 }
 
 func testOAuthUnknownClient(t *testing.T, s OAuthStore) {
