@@ -429,11 +429,15 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 		// used up and the access token issued with it deleted. Under a
 		// concurrent rotation the UPDATE waits for the row and then finds
 		// it inactive, and the look-up below decides (grace or not).
+		// "(request_id = $3) IS TRUE" is request_id = $3 that no index can
+		// serve: the planner otherwise walks the (request_id, kind) index,
+		// through every token the grant ever rotated, instead of the
+		// primary key.
 		var rotated bool
 		err := tx.QueryRow(ctx, `
 			WITH used AS (
 				UPDATE oauth_tokens SET active = false, first_used_at = $4
-				WHERE kind = $1 AND signature_hash = $2 AND request_id = $3 AND active
+				WHERE kind = $1 AND signature_hash = $2 AND (request_id = $3) IS TRUE AND active
 				RETURNING access_signature_hash),
 			gone AS (
 				DELETE FROM oauth_tokens WHERE kind = $5
