@@ -22,6 +22,12 @@ const sealLockKey int64 = 0x6e687369_64736561 // "nhsidsea"
 
 const auditCols = `seq, time, type, outcome, actor, subject, client, org, role_id, session_hash, request_id, ip, user_agent, detail`
 
+// insertAuditEvents heads the INSERT of audit records (auditWidth columns).
+const (
+	insertAuditEvents = `INSERT INTO audit_events (time, type, outcome, actor, subject, client, org, role_id, session_hash, request_id, ip, user_agent, detail) VALUES `
+	auditWidth        = 13
+)
+
 // AppendAudit implements audit.Store: one INSERT for all events, in the
 // transaction or write pipeline carried by ctx if any (in a pipeline the
 // returned events have no Seq yet).
@@ -29,16 +35,8 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 	if len(events) == 0 {
 		return nil, nil
 	}
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO audit_events (time, type, outcome, actor, subject, client, org, role_id, session_hash, request_id, ip, user_agent, detail) VALUES `)
-	args := make([]any, 0, len(events)*13)
-	for i, e := range events {
-		if i > 0 {
-			sb.WriteString(",")
-		}
-		n := len(args)
-		fmt.Fprintf(&sb, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)",
-			n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10, n+11, n+12, n+13)
+	args := make([]any, 0, len(events)*auditWidth)
+	for _, e := range events {
 		var detail *string
 		if len(e.RawDetail) > 0 {
 			d := string(e.RawDetail)
@@ -55,13 +53,12 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 	if _, ok := pipelineOf(ctx); ok {
 		// Queued: the events commit with the rest of the pipeline, and
 		// their sequence numbers are not known yet.
-		if err := s.execNoAnswer(ctx, sb.String(), args...); err != nil {
+		if err := s.insertNoAnswer(ctx, insertAuditEvents, auditWidth, args...); err != nil {
 			return nil, fmt.Errorf("append audit: %w", err)
 		}
 		return out, nil
 	}
-	sb.WriteString(" RETURNING seq")
-	rows, err := s.db(ctx).Query(ctx, sb.String(), args...)
+	rows, err := s.db(ctx).Query(ctx, insertSQL(insertAuditEvents, auditWidth, len(events))+" RETURNING seq", args...)
 	if err != nil {
 		return nil, fmt.Errorf("append audit: %w", translate(err))
 	}

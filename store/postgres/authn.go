@@ -185,8 +185,7 @@ func sessionArgs(x authn.Session) []any {
 
 // CreateSession implements authn.SessionStore. Both IDHash and SID are unique.
 func (s *Store) CreateSession(ctx context.Context, x authn.Session) error {
-	err := s.execNoAnswer(ctx, `INSERT INTO sessions (`+sessionColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`, sessionArgs(x)...)
+	err := s.insertNoAnswer(ctx, `INSERT INTO sessions (`+sessionColumns+`) VALUES `, 15, sessionArgs(x)...)
 	if err != nil {
 		return fmt.Errorf("create session: %w", translate(err))
 	}

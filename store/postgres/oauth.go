@@ -192,11 +192,7 @@ func (s *Store) createOAuthToken(ctx context.Context, kind, sig, accessSig strin
 	if accessSig != "" {
 		accessHash = oauthHash(accessSig)
 	}
-	err = s.execNoAnswer(ctx, `
-		INSERT INTO oauth_tokens (signature_hash, kind, request_id, client_id, requested_at,
-			scopes, granted_scopes, audiences, granted_audiences, form_data, subject,
-			session, sid, expires_at, access_signature_hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+	err = s.insertNoAnswer(ctx, insertOAuthToken, 15,
 		oauthHash(sig), kind, req.GetID(), req.GetClient().GetID(), req.GetRequestedAt().UTC(),
 		[]string(oauthArgs(req.GetRequestedScopes())), []string(oauthArgs(req.GetGrantedScopes())),
 		[]string(oauthArgs(req.GetRequestedAudience())), []string(oauthArgs(req.GetGrantedAudience())),
@@ -204,6 +200,11 @@ func (s *Store) createOAuthToken(ctx context.Context, kind, sig, accessSig strin
 		raw, idp.SessionSID(sess, raw), oauthNullTime(expires), accessHash)
 	return oauthErr(op, err)
 }
+
+// insertOAuthToken heads the INSERT of token rows (15 columns).
+const insertOAuthToken = `INSERT INTO oauth_tokens (signature_hash, kind, request_id, client_id, requested_at,
+	scopes, granted_scopes, audiences, granted_audiences, form_data, subject,
+	session, sid, expires_at, access_signature_hash) VALUES `
 
 func (s *Store) getOAuthRow(ctx context.Context, kind, sig string) (*oauthRow, error) {
 	r, err := scanOAuthRow(s.db(ctx).QueryRow(ctx,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,17 +39,29 @@ type pipeline struct {
 	sent   bool
 }
 
+// queuedWrite is one write: sql with args, or, for a row insert (head
+// set), head followed by len(args)/width rows of width placeholders.
 type queuedWrite struct {
-	sql  string
-	args []any
+	sql   string
+	args  []any
+	head  string
+	width int
 }
 
-// queue adds sql to the pipeline.
-func (p *pipeline) queue(sql string, args ...any) error {
+// key tells writes that can merge apart: row inserts with one head merge.
+func (w queuedWrite) key() string {
+	if w.head != "" {
+		return w.head
+	}
+	return w.sql
+}
+
+// queue adds w to the pipeline.
+func (p *pipeline) queue(w queuedWrite) error {
 	if p.sent {
 		return errors.New("postgres: write pipeline already sent")
 	}
-	p.writes = append(p.writes, queuedWrite{sql, args})
+	p.writes = append(p.writes, w)
 	return nil
 }
 
@@ -68,10 +82,62 @@ func (p *pipeline) QueryRow(context.Context, string, ...any) pgx.Row {
 // if any).
 func (s *Store) execNoAnswer(ctx context.Context, sql string, args ...any) error {
 	if p, ok := pipelineOf(ctx); ok {
-		return p.queue(sql, args...)
+		return p.queue(queuedWrite{sql: sql, args: args})
 	}
 	_, err := s.db(ctx).Exec(ctx, sql, args...)
 	return err
+}
+
+// insertNoAnswer is execNoAnswer for a plain row insert: head is
+// "INSERT INTO t (columns) VALUES " (nothing may follow the rows), and
+// args are len(args)/width rows. In a pipeline, consecutive inserts with
+// the same head, of one request or of the requests sharing a send, go as
+// one multi-row INSERT.
+func (s *Store) insertNoAnswer(ctx context.Context, head string, width int, args ...any) error {
+	if width <= 0 || len(args) == 0 || len(args)%width != 0 {
+		return fmt.Errorf("postgres: %d arguments are not rows of %d", len(args), width)
+	}
+	if p, ok := pipelineOf(ctx); ok {
+		return p.queue(queuedWrite{head: head, width: width, args: args})
+	}
+	_, err := s.db(ctx).Exec(ctx, insertSQL(head, width, len(args)/width), args...)
+	return err
+}
+
+// insertSQLs caches the statements insertSQL builds.
+var insertSQLs sync.Map // insertShape → string
+
+type insertShape struct {
+	head        string
+	width, rows int
+}
+
+// insertSQL is head followed by rows tuples of width placeholders.
+func insertSQL(head string, width, rows int) string {
+	k := insertShape{head, width, rows}
+	if v, ok := insertSQLs.Load(k); ok {
+		return v.(string)
+	}
+	var b strings.Builder
+	b.WriteString(head)
+	n := 0
+	for r := range rows {
+		if r > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for c := range width {
+			if c > 0 {
+				b.WriteByte(',')
+			}
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+		}
+		b.WriteByte(')')
+	}
+	v, _ := insertSQLs.LoadOrStore(k, b.String())
+	return v.(string)
 }
 
 type errRow struct{ err error }
@@ -200,10 +266,83 @@ func (ps *pipeSender) flush(pool *pgxpool.Pool, g *pipeGroup) {
 // in a sent batch's queries.
 func sendWrites(ctx context.Context, pool *pgxpool.Pool, ps ...*pipeline) error {
 	var b pgx.Batch
-	for _, p := range ps {
-		for _, w := range p.writes {
-			b.Queue(w.sql, w.args...)
-		}
+	for _, w := range mergeWrites(orderWrites(ps)) {
+		b.Queue(w.sql, w.args...)
 	}
 	return pool.SendBatch(ctx, &b).Close()
+}
+
+// orderWrites lists the writes of ps. When they all have the same shape
+// (the same statements in the same order, as concurrent requests of one
+// kind do), the list goes position by position (every pipeline's first
+// write, then every second write, …), so that like inserts sit together;
+// each pipeline's own writes keep their order, and pipelines are
+// independent requests. Otherwise pipeline by pipeline.
+func orderWrites(ps []*pipeline) []queuedWrite {
+	n := 0
+	for _, p := range ps {
+		n += len(p.writes)
+	}
+	out := make([]queuedWrite, 0, n)
+	if !sameShape(ps) {
+		for _, p := range ps {
+			out = append(out, p.writes...)
+		}
+		return out
+	}
+	for i := range ps[0].writes {
+		for _, p := range ps {
+			out = append(out, p.writes[i])
+		}
+	}
+	return out
+}
+
+func sameShape(ps []*pipeline) bool {
+	for _, p := range ps[1:] {
+		if len(p.writes) != len(ps[0].writes) {
+			return false
+		}
+		for i, w := range p.writes {
+			if w.key() != ps[0].writes[i].key() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// maxInsertRows caps the rows of one merged INSERT. Runs are cut into
+// power-of-two sizes, so that few distinct statements reach pgx's
+// statement cache.
+const maxInsertRows = 64
+
+// mergeWrites turns each run of consecutive row inserts with the same head
+// into multi-row INSERTs; other writes pass through.
+func mergeWrites(ws []queuedWrite) []queuedWrite {
+	out := make([]queuedWrite, 0, len(ws))
+	for i := 0; i < len(ws); {
+		w := ws[i]
+		if w.head == "" {
+			out = append(out, w)
+			i++
+			continue
+		}
+		var args []any
+		j := i
+		for ; j < len(ws) && ws[j].head == w.head && ws[j].width == w.width; j++ {
+			args = append(args, ws[j].args...)
+		}
+		for rows := len(args) / w.width; rows > 0; {
+			chunk := maxInsertRows
+			for chunk > rows {
+				chunk /= 2
+			}
+			n := chunk * w.width
+			out = append(out, queuedWrite{sql: insertSQL(w.head, w.width, chunk), args: args[:n:n]})
+			args, rows = args[n:], rows-chunk
+		}
+		i = j
+	}
+	return out
 }

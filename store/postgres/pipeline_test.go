@@ -210,3 +210,123 @@ func TestPipelineConcurrentSends(t *testing.T) {
 		t.Errorf("%d audit events, want %d", got, n)
 	}
 }
+
+// TestMergeWrites: pipelines of one shape go position by position, and
+// runs of row inserts with one head become multi-row INSERTs of
+// power-of-two sizes with the rows in order; other writes pass through.
+func TestMergeWrites(t *testing.T) {
+	ins := func(head string, rows ...int) queuedWrite {
+		var args []any
+		for _, r := range rows {
+			args = append(args, r, -r)
+		}
+		return queuedWrite{head: head, width: 2, args: args}
+	}
+	exec := func(sql string, arg int) queuedWrite { return queuedWrite{sql: sql, args: []any{arg}} }
+	pipe := func(ws ...queuedWrite) *pipeline { return &pipeline{writes: ws} }
+	const a, b = "INSERT INTO a (x, y) VALUES ", "INSERT INTO b (x, y) VALUES "
+	type stmt struct {
+		sql  string
+		args string
+	}
+	render := func(ws []queuedWrite) []stmt {
+		var out []stmt
+		for _, w := range ws {
+			out = append(out, stmt{w.sql, fmt.Sprint(w.args)})
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		ps   []*pipeline
+		want []stmt
+	}{
+		{"one shape", []*pipeline{
+			pipe(ins(a, 1), exec("UPDATE x", 1), ins(b, 1, 2)),
+			pipe(ins(a, 2), exec("UPDATE x", 2), ins(b, 3, 4)),
+			pipe(ins(a, 3), exec("UPDATE x", 3), ins(b, 5, 6)),
+		}, []stmt{
+			{a + "($1,$2),($3,$4)", "[1 -1 2 -2]"},
+			{a + "($1,$2)", "[3 -3]"},
+			{"UPDATE x", "[1]"}, {"UPDATE x", "[2]"}, {"UPDATE x", "[3]"},
+			{b + "($1,$2),($3,$4),($5,$6),($7,$8)", "[1 -1 2 -2 3 -3 4 -4]"},
+			{b + "($1,$2),($3,$4)", "[5 -5 6 -6]"},
+		}},
+		{"shapes differ: pipeline by pipeline, like neighbours merged", []*pipeline{
+			pipe(ins(a, 1), ins(a, 2)),
+			pipe(ins(b, 3), ins(a, 4)),
+		}, []stmt{
+			{a + "($1,$2),($3,$4)", "[1 -1 2 -2]"},
+			{b + "($1,$2)", "[3 -3]"},
+			{a + "($1,$2)", "[4 -4]"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := render(mergeWrites(orderWrites(tt.ps)))
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("got\n%v\nwant\n%v", got, tt.want)
+			}
+		})
+	}
+	// A long run is cut at maxInsertRows.
+	var long []queuedWrite
+	for i := range maxInsertRows + 3 {
+		long = append(long, ins(a, i))
+	}
+	var sizes []int
+	for _, w := range mergeWrites(long) {
+		sizes = append(sizes, len(w.args)/2)
+	}
+	if fmt.Sprint(sizes) != fmt.Sprint([]int{maxInsertRows, 2, 1}) {
+		t.Fatalf("statement sizes %v", sizes)
+	}
+}
+
+// TestPipelineMergedGroup: a group larger than one merged INSERT commits
+// every row with its own values (no row takes another's arguments).
+func TestPipelineMergedGroup(t *testing.T) {
+	s, req := oauthTestStore(t)
+	bg := context.Background()
+	const n = maxInsertRows + 6
+	g := &pipeGroup{done: make(chan struct{})}
+	for i := range n {
+		ctx, err := s.BeginPipeline(bg)
+		if err != nil {
+			t.Fatalf("BeginPipeline: %v", err)
+		}
+		r := req.Sanitize(nil).(*fosite.Request)
+		r.ID = fmt.Sprintf("request-%d", i)
+		r.Session = req.Session
+		if err := s.CreateAccessTokenSession(ctx, fmt.Sprintf("merged-%d", i), r); err != nil {
+			t.Fatalf("queue: %v", err)
+		}
+		if _, err := s.AppendAudit(ctx, []audit.Event{{Type: audit.TokenIssued, Outcome: audit.Success,
+			Client: "merge-client", RequestID: r.ID}}); err != nil {
+			t.Fatalf("queue audit: %v", err)
+		}
+		p, _ := pipelineOf(ctx)
+		p.sent = true
+		g.members = append(g.members, p)
+	}
+	var ps pipeSender
+	ps.flushing = true
+	ps.flush(s.pool, g)
+	for i, err := range g.errs {
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+	}
+	for i := range n {
+		got, err := s.GetAccessTokenSession(bg, fmt.Sprintf("merged-%d", i), openid.NewDefaultSession())
+		if err != nil {
+			t.Fatalf("token %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("request-%d", i); got.GetID() != want {
+			t.Fatalf("token %d has request %q, want %q", i, got.GetID(), want)
+		}
+	}
+	if got := s.countRows(t, `SELECT count(DISTINCT request_id) FROM audit_events WHERE client = 'merge-client'`); got != n {
+		t.Fatalf("%d distinct audited requests, want %d", got, n)
+	}
+}
