@@ -29,8 +29,8 @@ const (
 )
 
 // AppendAudit implements audit.Store: one INSERT for all events, in the
-// transaction or write pipeline carried by ctx if any (in a pipeline the
-// returned events have no Seq yet).
+// transaction or write pipeline carried by ctx if any (in a pipeline or a
+// BeginTX transaction the returned events have no Seq yet).
 func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.Event, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -50,9 +50,10 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 		out[i] = events[i]
 		out[i].Time = events[i].Time.UTC()
 	}
-	if _, ok := pipelineOf(ctx); ok {
-		// Queued: the events commit with the rest of the pipeline, and
-		// their sequence numbers are not known yet.
+	_, piped := pipelineOf(ctx)
+	if _, queued := queuedTxOf(ctx); piped || queued {
+		// Queued: the events commit with the rest of the pipeline or
+		// transaction, and their sequence numbers are not known yet.
 		if err := s.insertNoAnswer(ctx, insertAuditEvents, auditWidth, args...); err != nil {
 			return nil, fmt.Errorf("append audit: %w", err)
 		}

@@ -193,14 +193,24 @@ func TestAuditLateCommit(t *testing.T) {
 	l := audit.NewLog(s, audit.Options{})
 	sl := &audit.Sealer{Store: s}
 
+	// A BeginTX transaction's insert waits for its next statement
+	// (txqueue.go); a read in it sends the insert now.
+	send := func(txCtx context.Context) {
+		t.Helper()
+		if _, err := s.QueryAudit(txCtx, audit.Query{Limit: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Open transaction: takes seq 1 and holds it.
 	txCtx, err := s.BeginTX(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = s.Rollback(txCtx) })
 	if err := l.Record(txCtx, audit.Event{Type: audit.TokenIssued, Subject: "late"}); err != nil {
 		t.Fatal(err)
 	}
+	send(txCtx)
 	for range 3 {
 		if err := l.Record(ctx, audit.Event{Type: audit.TokenIssued, Subject: "early"}); err != nil {
 			t.Fatal(err)
@@ -214,6 +224,7 @@ func TestAuditLateCommit(t *testing.T) {
 	if err := l.Record(rbCtx, audit.Event{Type: audit.TokenIssued, Subject: "rolled-back"}); err != nil {
 		t.Fatal(err)
 	}
+	send(rbCtx)
 	if err := s.Rollback(rbCtx); err != nil {
 		t.Fatal(err)
 	}

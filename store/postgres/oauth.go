@@ -86,7 +86,8 @@ func (s *Store) oauthTx(ctx context.Context, op string, fn func(tx pgx.Tx) error
 // ---- transactions (fosite's storage.Transactional) ----
 
 // BeginTX starts a transaction and returns a context carrying it; every
-// store method called with that context runs inside it.
+// store method called with that context runs inside it. Its row inserts
+// wait and go together with its next statement (txqueue.go).
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if _, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
 		return ctx, errors.New("begin tx: a transaction is already open")
@@ -98,7 +99,7 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if err != nil {
 		return ctx, oauthErr("begin tx", err)
 	}
-	return context.WithValue(ctx, txKey{}, tx), nil
+	return context.WithValue(ctx, txKey{}, &queuedTx{Tx: tx}), nil
 }
 
 // Commit commits the transaction in ctx. A serialization failure or deadlock

@@ -92,13 +92,19 @@ func (s *Store) execNoAnswer(ctx context.Context, sql string, args ...any) error
 // "INSERT INTO t (columns) VALUES " (nothing may follow the rows), and
 // args are len(args)/width rows. In a pipeline, consecutive inserts with
 // the same head, of one request or of the requests sharing a send, go as
-// one multi-row INSERT.
+// one multi-row INSERT; in a BeginTX transaction they wait for its next
+// statement (txqueue.go).
 func (s *Store) insertNoAnswer(ctx context.Context, head string, width int, args ...any) error {
 	if width <= 0 || len(args) == 0 || len(args)%width != 0 {
 		return fmt.Errorf("postgres: %d arguments are not rows of %d", len(args), width)
 	}
+	w := queuedWrite{head: head, width: width, args: args}
 	if p, ok := pipelineOf(ctx); ok {
-		return p.queue(queuedWrite{head: head, width: width, args: args})
+		return p.queue(w)
+	}
+	if q, ok := queuedTxOf(ctx); ok {
+		q.queued = append(q.queued, w)
+		return nil
 	}
 	_, err := s.db(ctx).Exec(ctx, insertSQL(head, width, len(args)/width), args...)
 	return err
