@@ -46,7 +46,7 @@ func (s *Store) UpdateRiskProfile(ctx context.Context, personUID string, fn func
 	if s.optimisticRisk(ctx) {
 		var read policy.RiskProfile
 		if read, err = s.GetRiskProfile(ctx, personUID); err != nil {
-			return read, fmt.Errorf("update risk profile: %w", err)
+			return policy.RiskProfile{}, fmt.Errorf("update risk profile: %w", err)
 		}
 		written, err = s.updateRiskFrom(ctx, read, fn)
 	} else {
