@@ -262,11 +262,8 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		}
 		if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 			// A concurrent exchange of the same code spent it first (the
-			// store's invalidation found it spent; fosite would call that
-			// a server error). As fosite does for a code used twice in
-			// turn, the grant's tokens are revoked: the winner committed
-			// them before this exchange's invalidation could return.
-			p.revokeSpentCode(ctx, ar.GetID())
+			// store's invalidation found it spent); fosite would call that
+			// a server error.
 			err = fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.").WithWrap(err)
 		}
 		p.log.InfoContext(ctx, "token response failed", "err", err)
@@ -274,17 +271,6 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
-}
-
-// revokeSpentCode revokes the access and refresh tokens of the grant whose
-// code was exchanged twice at once.
-func (p *Provider) revokeSpentCode(ctx context.Context, requestID string) {
-	if err := p.deps.Store.RevokeAccessToken(ctx, requestID); err != nil {
-		p.log.WarnContext(ctx, "revoke the tokens of a code used twice", "token", "access", "err", err)
-	}
-	if err := p.deps.Store.RevokeRefreshToken(ctx, requestID); err != nil {
-		p.log.WarnContext(ctx, "revoke the tokens of a code used twice", "token", "refresh", "err", err)
-	}
 }
 
 func (p *Provider) handleIntrospect(w http.ResponseWriter, r *http.Request) {
