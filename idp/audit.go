@@ -234,11 +234,6 @@ func (p *Provider) auditAccessToken(ctx context.Context, req fosite.Requester) e
 	})
 }
 
-// beginWrites is store.BeginWrites on the provider's store.
-func (p *Provider) beginWrites(ctx context.Context) (context.Context, func(context.Context) error, error) {
-	return store.BeginWrites(ctx, p.deps.Store)
-}
-
 // newAccessResponse is NewAccessResponse, with the client_credentials
 // grant's writes made atomic (fosite opens no transaction for it), so that
 // the token and its audit event commit together with one commit: in one
@@ -250,7 +245,7 @@ func (p *Provider) newAccessResponse(ctx context.Context, ar fosite.AccessReques
 		return p.oauth.NewAccessResponse(ctx, ar)
 	}
 	if _, ok := p.deps.Store.(store.WritePipeliner); ok {
-		wctx, send, err := p.beginWrites(ctx)
+		wctx, send, err := store.BeginWrites(ctx, p.deps.Store)
 		if err != nil {
 			return nil, fosite.ErrServerError.WithWrap(err)
 		}

@@ -408,7 +408,7 @@ func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.Autho
 	// participant are written together: in one write pipeline where the
 	// store offers it (one round trip and one commit, shared with other
 	// requests'), else one by one as before.
-	wctx, send, err := p.beginWrites(ctx)
+	wctx, send, err := store.BeginWrites(ctx, p.deps.Store)
 	if err != nil {
 		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 		return

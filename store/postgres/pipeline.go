@@ -103,8 +103,7 @@ func (s *Store) insertNoAnswer(ctx context.Context, head string, width int, args
 		return p.queue(w)
 	}
 	if q, ok := queuedTxOf(ctx); ok {
-		q.queued = append(q.queued, w)
-		return nil
+		return q.queue(w)
 	}
 	_, err := s.db(ctx).Exec(ctx, insertSQL(head, width, len(args)/width), args...)
 	return err
@@ -271,11 +270,21 @@ func (ps *pipeSender) flush(pool *pgxpool.Pool, g *pipeGroup) {
 // implicit transaction. A fresh batch each time, because pgx keeps state
 // in a sent batch's queries.
 func sendWrites(ctx context.Context, pool *pgxpool.Pool, ps ...*pipeline) error {
+	return sendMerged(ctx, pool, orderWrites(ps))
+}
+
+// batchSender is a pool or a transaction.
+type batchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// sendMerged sends ws, like inserts merged (mergeWrites), in one batch.
+func sendMerged(ctx context.Context, db batchSender, ws []queuedWrite) error {
 	var b pgx.Batch
-	for _, w := range mergeWrites(orderWrites(ps)) {
+	for _, w := range mergeWrites(ws) {
 		b.Queue(w.sql, w.args...)
 	}
-	return pool.SendBatch(ctx, &b).Close()
+	return db.SendBatch(ctx, &b).Close()
 }
 
 // orderWrites lists the writes of ps. When they all have the same shape

@@ -19,6 +19,17 @@ import (
 type queuedTx struct {
 	pgx.Tx
 	queued []queuedWrite
+	closed bool // committed or rolled back
+}
+
+// queue adds w to what waits; after the transaction ended it fails, as a
+// statement on a closed transaction does.
+func (q *queuedTx) queue(w queuedWrite) error {
+	if q.closed {
+		return pgx.ErrTxClosed
+	}
+	q.queued = append(q.queued, w)
+	return nil
 }
 
 // queuedTxOf returns the queued transaction carried by ctx, if any.
@@ -32,12 +43,9 @@ func (q *queuedTx) flush(ctx context.Context) error {
 	if len(q.queued) == 0 {
 		return nil
 	}
-	var b pgx.Batch
-	for _, w := range mergeWrites(q.queued) {
-		b.Queue(w.sql, w.args...)
-	}
+	ws := q.queued
 	q.queued = nil
-	return q.Tx.SendBatch(ctx, &b).Close()
+	return sendMerged(ctx, q.Tx, ws)
 }
 
 func (q *queuedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
@@ -85,6 +93,7 @@ func (q *queuedTx) Begin(ctx context.Context) (pgx.Tx, error) {
 // Commit sends what waits, then commits; if the inserts fail, it rolls
 // back and reports their failure.
 func (q *queuedTx) Commit(ctx context.Context) error {
+	defer func() { q.closed = true }()
 	if err := q.flush(ctx); err != nil {
 		_ = q.Tx.Rollback(ctx)
 		return err
@@ -94,7 +103,7 @@ func (q *queuedTx) Commit(ctx context.Context) error {
 
 // Rollback drops what waits and rolls back.
 func (q *queuedTx) Rollback(ctx context.Context) error {
-	q.queued = nil
+	q.queued, q.closed = nil, true
 	return q.Tx.Rollback(ctx)
 }
 

@@ -71,6 +71,9 @@ func TestQueuedTx(t *testing.T) {
 	if n := s.countRows(t, `SELECT count(*) FROM audit_events WHERE client = 'queued-client'`); n != 1 {
 		t.Errorf("%d audit records committed, want 1", n)
 	}
+	if err := s.CreateAccessTokenSession(ctx, "after-commit", req); err == nil {
+		t.Error("an insert after the commit was accepted (and would be lost)")
+	}
 
 	ctx, _ = begin()
 	if err := s.CreateAccessTokenSession(ctx, "rolled", req); err != nil {
