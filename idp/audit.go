@@ -55,7 +55,8 @@ func (p *Provider) auditCode(ctx context.Context, ar fosite.AuthorizeRequester, 
 // client.first_use too, and a busy person's code.issued events would make
 // the look-up read them all. It needs a Recorder that is also an
 // audit.Querier (audit.Log is); with any other it reports false. A
-// concurrent first sign-in to the same client may record it twice.
+// concurrent first sign-in to the same client may record it twice. Pairs
+// known to have the record skip the look-up (knownUse).
 func (p *Provider) firstUse(ctx context.Context, ar fosite.AuthorizeRequester, sess *Session) (bool, error) {
 	q, ok := p.deps.Audit.(audit.Querier)
 	if !ok {
@@ -65,12 +66,19 @@ func (p *Provider) firstUse(ctx context.Context, ar fosite.AuthorizeRequester, s
 	if subject == "" || client == "" {
 		return false, nil
 	}
+	if p.knownUse.has(subject, client) {
+		return false, nil
+	}
 	page, err := q.QueryAudit(ctx, audit.Query{Person: subject, Client: client,
 		Types: []audit.Type{audit.ClientFirstUse}, Limit: 1})
 	if err != nil {
 		return false, fmt.Errorf("first use: %w", err)
 	}
-	return len(page.Events) == 0, nil
+	if len(page.Events) > 0 {
+		p.knownUse.add(subject, client)
+		return false, nil
+	}
+	return true, nil
 }
 
 // auditFirstUse records client.first_use (when firstUse said so).

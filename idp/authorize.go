@@ -437,6 +437,9 @@ func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.Autho
 		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
 		return
 	}
+	if firstUse {
+		p.knownUse.add(sess.GetSubject(), clientIDOf(ar))
+	}
 	p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 

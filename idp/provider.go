@@ -50,6 +50,8 @@ type Provider struct {
 	keys   *keySet
 	claims []ClaimSource
 	logout *logoutState // back-channel logout (backchannel.go)
+	// knownUse: pairs whose client.first_use is recorded (knownuse.go)
+	knownUse knownUse
 
 	discovery []byte
 }
