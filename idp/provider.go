@@ -223,8 +223,12 @@ func unavailable(err error) bool { return errors.Is(err, store.ErrUnavailable) }
 
 func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if r.PostFormValue("grant_type") == "refresh_token" {
+	switch r.PostFormValue("grant_type") {
+	case "refresh_token":
 		ctx = WithRefreshGrace(ctx, p.cfg.RefreshGrace)
+	case "authorization_code":
+		// fosite looks up the code's row twice, then its PKCE and OIDC rows
+		ctx = store.WithCodeReadAhead(ctx, p.deps.Store, r.PostFormValue("code"))
 	}
 	sess := NewSession()
 	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)

@@ -52,3 +52,22 @@ func BeginWrites(ctx context.Context, s any) (context.Context, func(context.Cont
 	}
 	return pctx, wp.SendPipeline, nil
 }
+
+// CodeReadAheader is a store that can read an authorization code's rows
+// (the code, its PKCE request and its OpenID Connect request) in one
+// look-up for a token request, and answer the request's later look-ups of
+// them from it (store/postgres).
+type CodeReadAheader interface {
+	// WithCodeReadAhead returns a context in which the look-ups of code's
+	// rows are read ahead.
+	WithCodeReadAhead(ctx context.Context, code string) context.Context
+}
+
+// WithCodeReadAhead returns ctx with s's read-ahead of code's rows, or ctx
+// when s is not a CodeReadAheader.
+func WithCodeReadAhead(ctx context.Context, s any, code string) context.Context {
+	if ra, ok := s.(CodeReadAheader); ok {
+		return ra.WithCodeReadAhead(ctx, code)
+	}
+	return ctx
+}

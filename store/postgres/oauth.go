@@ -189,6 +189,7 @@ func (s *Store) createOAuthToken(ctx context.Context, kind, sig, accessSig strin
 		subject = sess.GetSubject()
 		expires = sess.GetExpiresAt(idp.TokenKindType(kind))
 	}
+	dropReadAhead(ctx, kind, oauthHash(sig))
 	var accessHash []byte
 	if accessSig != "" {
 		accessHash = oauthHash(accessSig)
@@ -208,6 +209,12 @@ const insertOAuthToken = `INSERT INTO oauth_tokens (signature_hash, kind, reques
 	session, sid, expires_at, access_signature_hash) VALUES `
 
 func (s *Store) getOAuthRow(ctx context.Context, kind, sig string) (*oauthRow, error) {
+	if r, ok, err := s.readAhead(ctx, kind, oauthHash(sig)); ok {
+		if err != nil {
+			return nil, oauthErr("get "+kind, err)
+		}
+		return r, nil
+	}
 	r, err := scanOAuthRow(s.db(ctx).QueryRow(ctx,
 		`SELECT `+oauthCols+` FROM oauth_tokens WHERE kind = $1 AND signature_hash = $2`,
 		kind, oauthHash(sig)))
@@ -259,6 +266,7 @@ func (s *Store) getActiveOAuth(ctx context.Context, kind, sig string, session fo
 }
 
 func (s *Store) deleteOAuth(ctx context.Context, kind, sig string) error {
+	dropReadAhead(ctx, kind, oauthHash(sig))
 	_, err := s.db(ctx).Exec(ctx,
 		`DELETE FROM oauth_tokens WHERE kind = $1 AND signature_hash = $2`, kind, oauthHash(sig))
 	return oauthErr("delete "+kind, err)
@@ -297,6 +305,7 @@ func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) 
 	// "AND active": of two exchanges of one code that both read it active,
 	// the second waits for the first's row lock, then finds the code spent
 	// and fails (read committed re-checks the condition on the new row).
+	dropReadAhead(ctx, idp.TokenKindCode, oauthHash(sig))
 	tag, err := s.db(ctx).Exec(ctx,
 		`UPDATE oauth_tokens SET active = false WHERE kind = $1 AND signature_hash = $2 AND active`,
 		idp.TokenKindCode, oauthHash(sig))

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"github.com/ory/fosite/handler/openid"
 
 	"github.com/nhsid/nhsid/idp"
+	"github.com/nhsid/nhsid/store"
 )
 
 // OAuthStore is what the fosite storage suite needs: idp.OAuthStore plus
@@ -48,6 +50,7 @@ func RunOAuthTests(t *testing.T, newStore func(t *testing.T) OAuthStore) {
 		{"RevokeBySession", testOAuthRevokeBySession},
 		{"PKCE", testOAuthPKCE},
 		{"OpenIDConnect", testOAuthOpenIDConnect},
+		{"CodeReadAhead", testOAuthCodeReadAhead},
 		{"FormSanitised", testOAuthFormSanitised},
 		{"JTI", testOAuthJTI},
 		{"PAR", testOAuthPAR},
@@ -563,6 +566,67 @@ func testOAuthOpenIDConnect(t *testing.T, s OAuthStore) {
 	oauthOK(t, "delete", s.DeleteOpenIDConnectSession(oauthCtx(), "the-code"))
 	_, err = s.GetOpenIDConnectSession(oauthCtx(), "the-code", fosite.NewAccessRequest(openid.NewDefaultSession()))
 	oauthWantErr(t, "get deleted", err, openid.ErrNoSessionFound)
+}
+
+// testOAuthCodeReadAhead: in a context with the read-ahead of a code's
+// rows (store.WithCodeReadAhead), as a token request has, every look-up of
+// the code, PKCE and OIDC rows answers what it would without, and a write
+// in the context shows in its later look-ups.
+func testOAuthCodeReadAhead(t *testing.T, s OAuthStore) {
+	c := oauthClient(t, s)
+	req := oauthRequest(c)
+	req.Form.Set("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+	oauthOK(t, "create code", s.CreateAuthorizeCodeSession(oauthCtx(), "ra-sig", req))
+	oauthOK(t, "create pkce", s.CreatePKCERequestSession(oauthCtx(), "ra-sig", req))
+	oauthOK(t, "create oidc", s.CreateOpenIDConnectSession(oauthCtx(), "ra-code.ra-sig", req))
+	plain := oauthRequest(c)
+	oauthOK(t, "create code without PKCE or OIDC", s.CreateAuthorizeCodeSession(oauthCtx(), "plain-sig", plain))
+
+	ctx := store.WithCodeReadAhead(oauthCtx(), s, "ra-code.ra-sig")
+	for i := range 2 { // fosite reads the code twice
+		got, err := s.GetAuthorizeCodeSession(ctx, "ra-sig", openid.NewDefaultSession())
+		oauthOK(t, fmt.Sprint("get code ", i), err)
+		oauthCheckRequest(t, got, req)
+	}
+	got, err := s.GetPKCERequestSession(ctx, "ra-sig", openid.NewDefaultSession())
+	oauthOK(t, "get pkce", err)
+	mustForm(t, got, "code_challenge", req.Form.Get("code_challenge"))
+	tokenReq := fosite.NewAccessRequest(openid.NewDefaultSession())
+	got, err = s.GetOpenIDConnectSession(ctx, "ra-code.ra-sig", tokenReq)
+	oauthOK(t, "get oidc", err)
+	oauthCheckRequest(t, got, req)
+	if tokenReq.GetSession().GetSubject() != "555000000001" {
+		t.Errorf("oidc session not decoded into the requester's session")
+	}
+
+	oauthOK(t, "delete pkce", s.DeletePKCERequestSession(ctx, "ra-sig"))
+	_, err = s.GetPKCERequestSession(ctx, "ra-sig", openid.NewDefaultSession())
+	oauthWantErr(t, "get deleted pkce", err, fosite.ErrNotFound)
+	oauthOK(t, "invalidate", s.InvalidateAuthorizeCodeSession(ctx, "ra-sig"))
+	_, err = s.GetAuthorizeCodeSession(ctx, "ra-sig", openid.NewDefaultSession())
+	oauthWantErr(t, "get invalidated code", err, fosite.ErrInvalidatedAuthorizeCode)
+	oauthOK(t, "delete oidc", s.DeleteOpenIDConnectSession(ctx, "ra-code.ra-sig"))
+	_, err = s.GetOpenIDConnectSession(ctx, "ra-code.ra-sig", fosite.NewAccessRequest(openid.NewDefaultSession()))
+	oauthWantErr(t, "get deleted oidc", err, fosite.ErrNotFound)
+
+	// A code without PKCE or OIDC rows, and a code the read-ahead was not for.
+	ctx = store.WithCodeReadAhead(oauthCtx(), s, "plain-code.plain-sig")
+	_, err = s.GetPKCERequestSession(ctx, "plain-sig", openid.NewDefaultSession())
+	oauthWantErr(t, "get absent pkce", err, fosite.ErrNotFound)
+	got, err = s.GetAuthorizeCodeSession(ctx, "plain-sig", openid.NewDefaultSession())
+	oauthOK(t, "get plain code", err)
+	oauthCheckRequest(t, got, plain)
+	_, err = s.GetOpenIDConnectSession(ctx, "plain-code.plain-sig", fosite.NewAccessRequest(openid.NewDefaultSession()))
+	oauthWantErr(t, "get absent oidc", err, fosite.ErrNotFound)
+	_, err = s.GetAuthorizeCodeSession(ctx, "ra-sig", openid.NewDefaultSession())
+	oauthWantErr(t, "get other code", err, fosite.ErrInvalidatedAuthorizeCode)
+}
+
+func mustForm(t *testing.T, r fosite.Requester, key, want string) {
+	t.Helper()
+	if got := r.GetRequestForm().Get(key); got != want {
+		t.Errorf("form %s = %q, want %q", key, got, want)
+	}
 }
 
 func testOAuthFormSanitised(t *testing.T, s OAuthStore) {
