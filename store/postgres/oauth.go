@@ -148,11 +148,12 @@ const oauthCols = `request_id, client_id, requested_at, scopes, granted_scopes,
 	audiences, granted_audiences, form_data, session, active, expires_at,
 	first_used_at, grace_used, revoked_at`
 
-func scanOAuthRow(row pgx.Row) (*oauthRow, error) {
+// scanOAuthRow scans oauthCols, after the columns lead scans into.
+func scanOAuthRow(row pgx.Row, lead ...any) (*oauthRow, error) {
 	var r oauthRow
-	err := row.Scan(&r.requestID, &r.clientID, &r.requestedAt, &r.scopes, &r.grantedScopes,
+	err := row.Scan(append(lead, &r.requestID, &r.clientID, &r.requestedAt, &r.scopes, &r.grantedScopes,
 		&r.audiences, &r.grantedAudiences, &r.form, &r.session, &r.active, &r.expiresAt,
-		&r.firstUsedAt, &r.graceUsed, &r.revokedAt)
+		&r.firstUsedAt, &r.graceUsed, &r.revokedAt)...)
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +215,14 @@ func (s *Store) getOAuthRow(ctx context.Context, kind, sig string) (*oauthRow, e
 			return nil, oauthErr("get "+kind, err)
 		}
 		return r, nil
+	}
+	if g, ok := s.reads[kind]; ok && s.outsideTx(ctx) {
+		if r, grouped, err := g.get(ctx, s.pool, oauthHash(sig)); grouped {
+			if err != nil {
+				return nil, oauthErr("get "+kind, err)
+			}
+			return r, nil
+		}
 	}
 	r, err := scanOAuthRow(s.db(ctx).QueryRow(ctx,
 		`SELECT `+oauthCols+` FROM oauth_tokens WHERE kind = $1 AND signature_hash = $2`,

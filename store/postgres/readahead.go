@@ -86,17 +86,15 @@ func (s *Store) readCodeRows(ctx context.Context, codeHash, oidcHash []byte) (ma
 	defer res.Close()
 	for res.Next() {
 		var kind string
-		var r oauthRow
-		if err := res.Scan(&kind, &r.requestID, &r.clientID, &r.requestedAt, &r.scopes, &r.grantedScopes,
-			&r.audiences, &r.grantedAudiences, &r.form, &r.session, &r.active, &r.expiresAt,
-			&r.firstUsedAt, &r.graceUsed, &r.revokedAt); err != nil {
+		r, err := scanOAuthRow(res, &kind)
+		if err != nil {
 			return nil, err
 		}
 		hash := codeHash
 		if kind == idp.TokenKindOIDC {
 			hash = oidcHash
 		}
-		rows[readAheadKeyOf(kind, hash)] = &r
+		rows[readAheadKeyOf(kind, hash)] = r
 	}
 	return rows, res.Err()
 }

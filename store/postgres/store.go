@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/nhsid/nhsid/idp"
 	"github.com/nhsid/nhsid/store"
 )
 
@@ -24,10 +25,18 @@ type Store struct {
 	pool    *pgxpool.Pool
 	clients *clientCache // recently read clients (clientcache.go)
 	pipes   pipeSender   // shared sends of write pipelines (pipeline.go)
+	// grouped token look-ups by kind (groupread.go)
+	reads map[string]*groupReader
 }
 
 // New wraps a pool. The schema must already be migrated.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool, clients: newClientCache()} }
+func New(pool *pgxpool.Pool) *Store {
+	s := &Store{pool: pool, clients: newClientCache(), reads: map[string]*groupReader{}}
+	for _, kind := range []string{idp.TokenKindAccess, idp.TokenKindRefresh} {
+		s.reads[kind] = &groupReader{kind: kind}
+	}
+	return s
+}
 
 // Pool returns the underlying pool (for health checks).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -51,6 +60,16 @@ func (s *Store) db(ctx context.Context) querier {
 		return p
 	}
 	return s.pool
+}
+
+// outsideTx reports whether ctx carries neither a transaction nor a write
+// pipeline, so that the store's statements go to the pool.
+func (s *Store) outsideTx(ctx context.Context) bool {
+	if _, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
+		return false
+	}
+	_, ok := pipelineOf(ctx)
+	return !ok
 }
 
 // inTx runs fn in the transaction carried by ctx, or in a new one; never
