@@ -67,8 +67,8 @@ func setupCmd() *cobra.Command {
 			if err := st.Save(state); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %d people, registered clients %s and %s in %s; state in %s\n",
-				len(st.Users), st.RP.ID, st.Service.ID, time.Since(start).Round(time.Millisecond), state)
+			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %d people, registered clients %s (web, private_key_jwt), %s (web, client_secret_basic) and %s (service) in %s; state in %s\n",
+				len(st.Users), st.RP.ID, st.WebSecret.ID, st.Service.ID, time.Since(start).Round(time.Millisecond), state)
 			return nil
 		},
 	}
@@ -102,11 +102,11 @@ func scenarios(s string) []string {
 
 func runCmd() *cobra.Command {
 	var (
-		state, scen, conc, jsonOut, limitDB, pgDB, cpuProf string
-		dur                                                time.Duration
-		rate                                               float64
-		repeat, pid                                        int
-		limitMem, newDevices                               bool
+		state, scen, conc, jsonOut, limitDB, pgDB, cpuProf, refreshAuth string
+		dur                                                             time.Duration
+		rate                                                            float64
+		repeat, pid                                                     int
+		limitMem, newDevices                                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -146,7 +146,7 @@ func runCmd() *cobra.Command {
 				for _, c := range cs {
 					var runs []*loadgen.Summary
 					for r := 0; r < repeat; r++ {
-						s, err := loadgen.Run(cmd.Context(), st, loadgen.Options{Scenario: sc, Concurrency: c, Duration: dur, Rate: rate, NewDevices: newDevices, CPU: probe})
+						s, err := loadgen.Run(cmd.Context(), st, loadgen.Options{Scenario: sc, Concurrency: c, Duration: dur, Rate: rate, NewDevices: newDevices, RefreshAuth: refreshAuth, CPU: probe})
 						if err != nil {
 							return err
 						}
@@ -191,6 +191,7 @@ func runCmd() *cobra.Command {
 	f.StringVar(&conc, "concurrency", "8", "virtual clients (comma-separated for several runs, e.g. 8,32)")
 	f.DurationVar(&dur, "duration", 10*time.Second, "measured time per run (max 10m)")
 	f.Float64Var(&rate, "rate", 0, "open loop: fixed arrival rate per second (0: closed loop)")
+	f.StringVar(&refreshAuth, "refresh-auth", loadgen.AuthSecretBasic, "client authentication of the refreshes (refresh, mixed): "+loadgen.AuthSecretBasic+" (like for like with the refresh limit) or "+loadgen.AuthPrivateKeyJWT+" (one ES256 signature and verification and a jti record more)")
 	f.BoolVar(&newDevices, "new-devices", false, "every sign-in from a browser never seen before (default: each person's browser keeps nhsid's device cookie, never the session)")
 	f.IntVar(&repeat, "repeat", 1, "runs per configuration; the table shows medians")
 	f.StringVar(&limitDB, "limit-db", "", "PostgreSQL URL for the limit benchmark after each run (scratch schema, dropped)")

@@ -23,8 +23,12 @@ func WriteTable(w io.Writer, sums []*Summary) error {
 		if s.Limit > 0 {
 			limit, ratio = fmt.Sprintf("%.0f", s.Limit), fmt.Sprintf("%.0f%%", 100*s.Ratio)
 		}
+		scenario := s.Scenario
+		if s.RefreshAuth == AuthPrivateKeyJWT {
+			scenario += " (pkjwt)" // the default, client_secret_basic, goes unmarked
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t\n",
-			s.Scenario, mode, s.Concurrency, s.Throughput, limit, ratio, s.P50ms, s.P95ms, s.P99ms, s.MaxMs,
+			scenario, mode, s.Concurrency, s.Throughput, limit, ratio, s.P50ms, s.P95ms, s.P99ms, s.MaxMs,
 			s.Errors, s.RequestRate, s.NhsidCores, s.PostgresCores, s.LoadgenCores)
 	}
 	if err := tw.Flush(); err != nil {

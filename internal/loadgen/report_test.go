@@ -2,8 +2,10 @@ package loadgen
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMedian(t *testing.T) {
@@ -43,5 +45,25 @@ func TestCPUSince(t *testing.T) {
 	d := after.Since(before)
 	if d.Nhsid != 2 || d.Postgres != 3 {
 		t.Fatalf("since = %+v, want nhsid 2, postgres 3", d)
+	}
+}
+
+// TestRunRejectsOptions: Run refuses bad options before any request, and
+// a secret-client refresh needs a state file that has that client.
+func TestRunRejectsOptions(t *testing.T) {
+	st := &State{Issuer: "http://127.0.0.1:1"}
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{Scenario: "nope", Concurrency: 1, Duration: time.Second}, "unknown scenario"},
+		{Options{Scenario: Refresh, Concurrency: 1, Duration: time.Second, RefreshAuth: "client_secret_post"}, "refresh auth must be"},
+		{Options{Scenario: Refresh, Concurrency: 1, Duration: time.Second}, "run setup again"},
+		{Options{Scenario: Mixed, Concurrency: 1, Duration: time.Second, RefreshAuth: AuthSecretBasic}, "run setup again"},
+	} {
+		_, err := Run(context.Background(), st, tc.opts)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Run(%+v) = %v, want an error with %q", tc.opts, err, tc.want)
+		}
 	}
 }

@@ -28,6 +28,14 @@ type Options struct {
 	// clinician's workstation does; new devices fill every risk profile to
 	// its cap, the worst case for its size.
 	NewDevices bool
+	// RefreshAuth is how the refresh scenario's client (and mixed's
+	// refreshes) authenticates at the token endpoint: client_secret_basic
+	// (the default: the web client with a secret, like for like with the
+	// refresh limit, whose client authentication is one HMAC) or
+	// private_key_jwt (the web client with an ES256 key, as CIS2 relying
+	// parties do: one signature in the generator, one verification and a
+	// jti record in nhsid more per refresh).
+	RefreshAuth string
 	// Transport, when set, replaces the shared HTTP transport (tests).
 	Transport http.RoundTripper
 	// CPU, when set, measures nhsid's and PostgreSQL's CPU over the run.
@@ -51,6 +59,9 @@ type Summary struct {
 	Mode        string  `json:"mode"` // closed or open
 	Concurrency int     `json:"concurrency"`
 	Rate        float64 `json:"rate,omitempty"`
+	// RefreshAuth is the client authentication of the refreshes (refresh
+	// and mixed only).
+	RefreshAuth string  `json:"refresh_auth,omitempty"`
 	Seconds     float64 `json:"seconds"`
 	Stats
 	Requests    int              `json:"http_requests"`
@@ -91,6 +102,17 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 	if opts.Rate < 0 || opts.Rate > MaxRate {
 		return nil, fmt.Errorf("loadgen: rate must be 0..%d", MaxRate)
 	}
+	switch opts.RefreshAuth {
+	case "":
+		opts.RefreshAuth = AuthSecretBasic
+	case AuthSecretBasic, AuthPrivateKeyJWT:
+	default:
+		return nil, fmt.Errorf("loadgen: refresh auth must be %s or %s", AuthSecretBasic, AuthPrivateKeyJWT)
+	}
+	if opts.RefreshAuth == AuthSecretBasic && st.WebSecret == nil && (opts.Scenario == Refresh || opts.Scenario == Mixed) {
+		return nil, fmt.Errorf("loadgen: the state file has no %s web client (it predates it): run setup again, or use %s",
+			AuthSecretBasic, AuthPrivateKeyJWT)
+	}
 	rt := opts.Transport
 	if rt == nil {
 		tr := newTransport(opts.Concurrency)
@@ -105,6 +127,7 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 		return nil, err
 	}
 	sh.newDevices = opts.NewDevices
+	sh.refreshAuth = opts.RefreshAuth
 	if opts.Scenario == SAMLSSO {
 		if err := sh.loadSAML(ctx); err != nil {
 			return nil, err
@@ -219,7 +242,7 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 		return nil, fmt.Errorf("loadgen: run: %w", ctx.Err())
 	}
 
-	s := &Summary{Scenario: opts.Scenario, Mode: "closed", Concurrency: opts.Concurrency, Rate: opts.Rate,
+	s := &Summary{Scenario: opts.Scenario, Mode: "closed", Concurrency: opts.Concurrency, Rate: opts.Rate, RefreshAuth: refreshAuthOf(opts),
 		Seconds: elapsed.Seconds(), ErrorKinds: map[string]int{}, Ops: map[string]Stats{}, Late: late}
 	if opts.Rate > 0 {
 		s.Mode = "open"
@@ -276,3 +299,16 @@ func stats(d []time.Duration, elapsed time.Duration) Stats {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// Client authentication methods for Options.RefreshAuth.
+const (
+	AuthSecretBasic   = "client_secret_basic"
+	AuthPrivateKeyJWT = "private_key_jwt"
+)
+
+func refreshAuthOf(opts Options) string {
+	if opts.Scenario == Refresh || opts.Scenario == Mixed {
+		return opts.RefreshAuth
+	}
+	return ""
+}

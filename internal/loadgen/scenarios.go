@@ -49,14 +49,15 @@ type endpoints struct {
 
 // shared is what all virtual clients of one run share.
 type shared struct {
-	st         *State
-	ep         endpoints
-	rt         http.RoundTripper
-	api        *http.Client // no cookies, no redirects
-	users      chan *User   // checked out by one sign-in at a time
-	issuer     *url.URL
-	newDevices bool // see Options.NewDevices
-	sp         *crewjam.ServiceProvider
+	st          *State
+	ep          endpoints
+	rt          http.RoundTripper
+	api         *http.Client // no cookies, no redirects
+	users       chan *User   // checked out by one sign-in at a time
+	issuer      *url.URL
+	newDevices  bool   // see Options.NewDevices
+	refreshAuth string // see Options.RefreshAuth
+	sp          *crewjam.ServiceProvider
 }
 
 // vclient is one virtual client: its own tokens and signer.
@@ -122,10 +123,18 @@ func (sh *shared) newClient() (*vclient, error) {
 // prepare gives the client what its scenario needs before timing starts.
 func (c *vclient) prepare(ctx context.Context, scenario string) error {
 	switch scenario {
-	case Refresh, Userinfo, Mixed:
-		if err := c.login(ctx); err != nil {
+	case Refresh, Mixed:
+		tok, err := c.login(ctx, c.sh.refreshAuth)
+		if err != nil {
 			return err
 		}
+		c.access, c.refresh = tok.AccessToken, tok.RefreshToken
+	case Userinfo:
+		tok, err := c.login(ctx, AuthPrivateKeyJWT)
+		if err != nil {
+			return err
+		}
+		c.access = tok.AccessToken
 	}
 	switch scenario {
 	case Introspect, Mixed:
@@ -155,7 +164,7 @@ func (c *vclient) run(ctx context.Context, scenario string, rnd *mrand.Rand) (st
 	var err error
 	switch op {
 	case Login:
-		err = c.login(ctx)
+		_, err = c.login(ctx, AuthPrivateKeyJWT)
 	case ClientCredentials:
 		_, err = c.clientCredentials(ctx)
 	case Refresh:
@@ -178,6 +187,32 @@ func randString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// clientID is the web client that authenticates with auth.
+func (c *vclient) clientID(auth string) string {
+	if auth == AuthSecretBasic {
+		return c.sh.st.WebSecret.ID
+	}
+	return c.sh.st.RP.ID
+}
+
+// tokenRequest posts form to the token endpoint as the web client that
+// authenticates with auth, and decodes the reply into out.
+func (c *vclient) tokenRequest(ctx context.Context, step, auth string, form url.Values, out any) error {
+	c.reqs++
+	if auth == AuthSecretBasic {
+		ws := c.sh.st.WebSecret
+		return postForm(ctx, c.sh.api, step, c.sh.ep.Token, form, ws.ID, ws.Secret, out)
+	}
+	a, err := c.assertion()
+	if err != nil {
+		return &OpError{Step: step, Err: err}
+	}
+	form.Set("client_id", c.sh.st.RP.ID)
+	form.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+	form.Set("client_assertion", a)
+	return postForm(ctx, c.sh.api, step, c.sh.ep.Token, form, "", "", out)
+}
+
 // assertion is a private_key_jwt client assertion for the token endpoint.
 func (c *vclient) assertion() (string, error) {
 	now := time.Now()
@@ -193,9 +228,7 @@ type tokenReply struct {
 	TokenType    string `json:"token_type"`
 }
 
-// login is the whole interactive sign-in of one person with a fresh
-// browser: authorize → login page → WebAuthn assertion → (role choice) →
-// code → token exchange with private_key_jwt. It keeps the tokens.
+// takeUser checks a person out of the pool, one sign-in at a time.
 func (c *vclient) takeUser(ctx context.Context) (*User, error) {
 	select {
 	case u := <-c.sh.users:
@@ -238,66 +271,64 @@ func (c *vclient) ceremony(ctx context.Context, b *http.Client, u *User, loginUR
 	return fin.Redirect, nil
 }
 
-func (c *vclient) login(ctx context.Context) error {
+// login is the whole interactive sign-in of one person with a fresh
+// browser: authorize → login page → WebAuthn assertion → (role choice) →
+// code → token exchange, as the web client that authenticates with auth
+// (AuthPrivateKeyJWT, the login scenario's, or AuthSecretBasic). It
+// returns the tokens.
+func (c *vclient) login(ctx context.Context, auth string) (*tokenReply, error) {
 	u, err := c.takeUser(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer c.giveUser(u)
 	b := c.userBrowser(u)
 	st := c.sh.st
 	state, nonce, verifier := randString(12), randString(12), randString(32)
 	sum := sha256.Sum256([]byte(verifier))
-	q := url.Values{"response_type": {"code"}, "client_id": {st.RP.ID}, "redirect_uri": {st.RP.RedirectURI},
+	clientID := c.clientID(auth)
+	q := url.Values{"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {st.RP.RedirectURI},
 		"scope": {st.RP.Scope}, "state": {state}, "nonce": {nonce},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
 	loc, err := c.follow(ctx, b, "authorize", c.sh.ep.Authorize+"?"+q.Encode())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if loc.Path != "/login" {
-		return &OpError{Step: "authorize", Status: 200, Err: fmt.Errorf("expected /login, got %s", loc.Path)}
+		return nil, &OpError{Step: "authorize", Status: 200, Err: fmt.Errorf("expected /login, got %s", loc.Path)}
 	}
 	redirect, err := c.ceremony(ctx, b, u, loc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	loc, err = c.follow(ctx, b, "resume", redirect)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if loc.Path == "/select-role" {
 		if loc, err = c.selectRole(ctx, b, loc); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	cb := loc.Query()
 	if !strings.HasPrefix(loc.String(), st.RP.RedirectURI) || cb.Get("code") == "" {
-		return &OpError{Step: "callback", Status: 200, Code: cb.Get("error"), Err: fmt.Errorf("no code at %s", loc.Redacted())}
+		return nil, &OpError{Step: "callback", Status: 200, Code: cb.Get("error"), Err: fmt.Errorf("no code at %s", loc.Redacted())}
 	}
 	if cb.Get("state") != state {
-		return &OpError{Step: "callback", Status: 200, Err: errors.New("state mismatch")}
-	}
-	a, err := c.assertion()
-	if err != nil {
-		return &OpError{Step: "token", Err: err}
+		return nil, &OpError{Step: "callback", Status: 200, Err: errors.New("state mismatch")}
 	}
 	var tok tokenReply
-	c.reqs++
-	err = postForm(ctx, c.sh.api, "token(code)", c.sh.ep.Token, url.Values{
+	err = c.tokenRequest(ctx, "token(code)", auth, url.Values{
 		"grant_type": {"authorization_code"}, "code": {cb.Get("code")}, "redirect_uri": {st.RP.RedirectURI},
-		"code_verifier": {verifier}, "client_id": {st.RP.ID},
-		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a},
-	}, "", "", &tok)
+		"code_verifier": {verifier}}, &tok)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if tok.AccessToken == "" || tok.IDToken == "" || tok.RefreshToken == "" {
-		return &OpError{Step: "token(code)", Status: 200, Err: errors.New("missing access, refresh or ID token")}
+		return nil, &OpError{Step: "token(code)", Status: 200, Err: errors.New("missing access, refresh or ID token")}
 	}
-	c.access, c.refresh = tok.AccessToken, tok.RefreshToken
 	c.keepDevice(u, b)
-	return nil
+	return &tok, nil
 }
 
 // follow GETs u and follows redirects while they stay on nhsid; it
@@ -382,16 +413,9 @@ func (c *vclient) clientCredentials(ctx context.Context) (string, error) {
 }
 
 func (c *vclient) refreshOnce(ctx context.Context) error {
-	a, err := c.assertion()
-	if err != nil {
-		return &OpError{Step: "token(refresh)", Err: err}
-	}
 	var tok tokenReply
-	c.reqs++
-	err = postForm(ctx, c.sh.api, "token(refresh)", c.sh.ep.Token, url.Values{
-		"grant_type": {"refresh_token"}, "refresh_token": {c.refresh}, "client_id": {c.sh.st.RP.ID},
-		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a},
-	}, "", "", &tok)
+	err := c.tokenRequest(ctx, "token(refresh)", c.sh.refreshAuth, url.Values{
+		"grant_type": {"refresh_token"}, "refresh_token": {c.refresh}}, &tok)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,9 @@ type State struct {
 	Created  time.Time    `json:"created"`
 	RP       RPClient     `json:"rp"`
 	Service  SecretClient `json:"service"`
+	// WebSecret is a confidential web client like RP that authenticates
+	// with client_secret_basic (nil in state files from before it).
+	WebSecret *SecretClient `json:"web_secret,omitempty"`
 	// SAML is the registered service provider (nil if registration failed).
 	SAML  *SAMLProvider `json:"saml,omitempty"`
 	Users []User        `json:"users"`
@@ -131,6 +134,17 @@ func Setup(ctx context.Context, opts SetupOptions) (*State, error) {
 		return nil, fmt.Errorf("loadgen: setup: register rp: %w", err)
 	}
 	st.RP.ID = out.ClientID
+	err = adm.call(ctx, "POST", "/admin/v1/clients", map[string]any{
+		"client_name":                "nhsid-load rp (secret)",
+		"redirect_uris":              []string{st.RP.RedirectURI},
+		"grant_types":                []string{"authorization_code", "refresh_token"},
+		"token_endpoint_auth_method": "client_secret_basic",
+		"scope":                      rpScope,
+	}, &out)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: setup: register rp (secret): %w", err)
+	}
+	st.WebSecret = &SecretClient{ID: out.ClientID, Secret: out.ClientSecret}
 	err = adm.call(ctx, "POST", "/admin/v1/clients", map[string]any{
 		"client_name":                "nhsid-load service",
 		"redirect_uris":              []string{},

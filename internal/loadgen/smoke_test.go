@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -93,19 +94,31 @@ func TestSmoke(t *testing.T) {
 					if rate > 0 && sc != Mixed && sc != Login {
 						continue
 					}
-					name := sc
-					if rate > 0 {
-						name += "/open"
+					auths := []string{""}
+					if sc == Refresh && rate == 0 {
+						auths = []string{AuthSecretBasic, AuthPrivateKeyJWT}
 					}
-					t.Run(name, func(t *testing.T) {
-						s, err := Run(ctx, st, Options{Scenario: sc, Concurrency: 4, Duration: d, Rate: rate})
-						if err != nil {
-							t.Fatalf("run: %v", err)
+					for _, auth := range auths {
+						name := sc
+						if rate > 0 {
+							name += "/open"
 						}
-						if s.Errors != 0 || s.Count == 0 {
-							t.Fatalf("%d iterations, errors %v; first: %s", s.Count, s.ErrorKinds, s.FirstError)
+						if auth != "" {
+							name += "/" + auth
 						}
-					})
+						t.Run(name, func(t *testing.T) {
+							s, err := Run(ctx, st, Options{Scenario: sc, Concurrency: 4, Duration: d, Rate: rate, RefreshAuth: auth})
+							if err != nil {
+								t.Fatalf("run: %v", err)
+							}
+							if s.Errors != 0 || s.Count == 0 {
+								t.Fatalf("%d iterations, errors %v; first: %s", s.Count, s.ErrorKinds, s.FirstError)
+							}
+							if want := refreshAuthOf(Options{Scenario: sc, RefreshAuth: cmp.Or(auth, AuthSecretBasic)}); s.RefreshAuth != want {
+								t.Fatalf("summary refresh auth %q, want %q", s.RefreshAuth, want)
+							}
+						})
+					}
 				}
 			}
 		})
