@@ -27,9 +27,12 @@ type InviteIssuer interface {
 	IssueInvite(ctx context.Context, personUID, createdBy string) (code, url string, expiresAt time.Time, err error)
 }
 
-// ClientRegistrar registers relying parties (idp.Provider).
+// ClientRegistrar registers and changes relying parties (idp.Provider).
 type ClientRegistrar interface {
 	RegisterClient(ctx context.Context, c *idp.Client) (secret string, err error)
+	UpdateClient(ctx context.Context, id string, patch map[string]json.RawMessage) (c *idp.Client, secret string, err error)
+	RotateClientSecret(ctx context.Context, id string) (secret string, err error)
+	EndSecretOverlap(ctx context.Context, id string) (had bool, err error)
 }
 
 // API is the admin REST API.
@@ -69,6 +72,9 @@ func (a *API) Mount(mux *http.ServeMux) {
 	mux.Handle("POST /admin/v1/clients", a.auth(a.createClient))
 	mux.Handle("GET /admin/v1/clients", a.auth(a.listClients))
 	mux.Handle("GET /admin/v1/clients/{id}", a.auth(a.getClient))
+	mux.Handle("PATCH /admin/v1/clients/{id}", a.auth(a.updateClient))
+	mux.Handle("POST /admin/v1/clients/{id}/secret", a.auth(a.rotateClientSecret))
+	mux.Handle("DELETE /admin/v1/clients/{id}/secret/previous", a.auth(a.endSecretOverlap))
 	a.mountRA(mux)
 	a.mountSAML(mux)
 	a.mountSessions(mux)
@@ -318,6 +324,45 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request, _ actor) erro
 type clientOut struct {
 	*idp.Client
 	Secret string `json:"client_secret,omitempty"`
+}
+
+// updateClient changes a client's metadata (fields given replace theirs;
+// null resets one); a move to a secret-based method answers the new
+// secret once.
+func (a *API) updateClient(w http.ResponseWriter, r *http.Request, _ actor) error {
+	var patch map[string]json.RawMessage
+	if err := decode(r, &patch); err != nil {
+		return err
+	}
+	c, secret, err := a.Clients.UpdateClient(r.Context(), r.PathValue("id"), patch)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, clientOut{Client: c, Secret: secret})
+}
+
+// rotateClientSecret issues a new secret, answered once; the previous one
+// stays valid until DELETE …/secret/previous or the next rotation.
+func (a *API) rotateClientSecret(w http.ResponseWriter, r *http.Request, _ actor) error {
+	id := r.PathValue("id")
+	secret, err := a.Clients.RotateClientSecret(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, map[string]any{"client_id": id, "client_secret": secret, "previous_secret_valid": true})
+}
+
+// endSecretOverlap stops accepting the secret before the last rotation.
+func (a *API) endSecretOverlap(w http.ResponseWriter, r *http.Request, _ actor) error {
+	had, err := a.Clients.EndSecretOverlap(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if !had {
+		return apierror.New(http.StatusNotFound, "not_found", "The client has no previous secret.", nil)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 func (a *API) getClient(w http.ResponseWriter, r *http.Request, _ actor) error {

@@ -431,6 +431,21 @@ func (g clientGate) SetClientAssertionJWT(ctx context.Context, jti string, exp t
 	return err
 }
 
+// GetAccessTokenSession reports an access token of a disabled client as
+// not found, so that disabling a client stops its opaque tokens at
+// introspection and userinfo at once (its clients are cached for up to
+// two seconds on other replicas).
+func (g clientGate) GetAccessTokenSession(ctx context.Context, sig string, sess fosite.Session) (fosite.Requester, error) {
+	r, err := g.Store.GetAccessTokenSession(ctx, sig, sess)
+	if err != nil {
+		return r, err
+	}
+	if cl, ok := r.GetClient().(*Client); ok && cl.Disabled {
+		return nil, fmt.Errorf("client disabled: %w", fosite.ErrNotFound)
+	}
+	return r, nil
+}
+
 type clientGateTx struct {
 	clientGate
 	storage.Transactional

@@ -100,14 +100,15 @@ it is never taken on the command line. Output is the API's JSON.`,
 		RunE: run(http.MethodPost, func(a []string) string { return "/admin/v1/people/" + url.PathEscape(a[0]) + "/invites" }, nil)})
 
 	clients := &cobra.Command{Use: "clients", Short: "Relying parties (OIDC clients)"}
-	clients.AddCommand(&cobra.Command{Use: "create FILE", Short: "Register a client from RFC 7591 metadata JSON (FILE or - for stdin)", Args: cobra.ExactArgs(1),
-		RunE: run(http.MethodPost, fixed("/admin/v1/clients"), func(cmd *cobra.Command, a []string) (any, error) {
+	// metadata reads client metadata JSON from the file named by args[i] (- for stdin).
+	metadata := func(i int) func(cmd *cobra.Command, a []string) (any, error) {
+		return func(cmd *cobra.Command, a []string) (any, error) {
 			var raw []byte
 			var err error
-			if a[0] == "-" {
+			if a[i] == "-" {
 				raw, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 1<<20))
 			} else {
-				raw, err = os.ReadFile(a[0])
+				raw, err = os.ReadFile(a[i])
 			}
 			if err != nil {
 				return nil, usageErr(err)
@@ -116,10 +117,28 @@ it is never taken on the command line. Output is the API's JSON.`,
 				return nil, usageErr(errors.New("client metadata is not valid JSON"))
 			}
 			return json.RawMessage(raw), nil
-		})},
+		}
+	}
+	clientPath := func(suffix string) func([]string) string {
+		return func(a []string) string { return "/admin/v1/clients/" + url.PathEscape(a[0]) + suffix }
+	}
+	disabled := func(v bool) func(*cobra.Command, []string) (any, error) {
+		return func(*cobra.Command, []string) (any, error) { return map[string]bool{"disabled": v}, nil }
+	}
+	clients.AddCommand(&cobra.Command{Use: "create FILE", Short: "Register a client from RFC 7591 metadata JSON (FILE or - for stdin)", Args: cobra.ExactArgs(1),
+		RunE: run(http.MethodPost, fixed("/admin/v1/clients"), metadata(0))},
 		&cobra.Command{Use: "list", Short: "List clients", Args: cobra.NoArgs, RunE: run(http.MethodGet, fixed("/admin/v1/clients"), nil)},
-		&cobra.Command{Use: "get ID", Short: "Show a client", Args: cobra.ExactArgs(1),
-			RunE: run(http.MethodGet, func(a []string) string { return "/admin/v1/clients/" + url.PathEscape(a[0]) }, nil)})
+		&cobra.Command{Use: "get ID", Short: "Show a client", Args: cobra.ExactArgs(1), RunE: run(http.MethodGet, clientPath(""), nil)},
+		&cobra.Command{Use: "update ID FILE", Short: "Change a client: the metadata fields in FILE (- for stdin) replace its own; null resets one", Args: cobra.ExactArgs(2),
+			RunE: run(http.MethodPatch, clientPath(""), metadata(1))},
+		&cobra.Command{Use: "disable ID", Short: "Stop a client at every endpoint", Args: cobra.ExactArgs(1),
+			RunE: run(http.MethodPatch, clientPath(""), disabled(true))},
+		&cobra.Command{Use: "enable ID", Short: "Let a disabled client in again", Args: cobra.ExactArgs(1),
+			RunE: run(http.MethodPatch, clientPath(""), disabled(false))},
+		&cobra.Command{Use: "rotate-secret ID", Short: "Issue a new client secret (shown once); the previous one works until end-overlap or the next rotation", Args: cobra.ExactArgs(1),
+			RunE: run(http.MethodPost, clientPath("/secret"), nil)},
+		&cobra.Command{Use: "end-overlap ID", Short: "Stop accepting the secret before the last rotation", Args: cobra.ExactArgs(1),
+			RunE: run(http.MethodDelete, clientPath("/secret/previous"), nil)})
 
 	people.AddCommand(peopleRACommands(client)...)
 	cmd.AddCommand(orgs, people, invites, clients)
