@@ -2,7 +2,9 @@ package idp
 
 import (
 	"encoding/json"
+	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,5 +110,25 @@ func BenchmarkSessionDecode(b *testing.B) {
 		if err := json.Unmarshal(raw, NewSession()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestStoredTokenForm: the form a store keeps is what fosite's Sanitize
+// with TokenFormAllowList keeps, for every parameter a request may carry.
+func TestStoredTokenForm(t *testing.T) {
+	form := url.Values{}
+	for _, k := range append(append([]string{}, TokenFormAllowList...),
+		"grant_type", "response_type", "scope", "client_id", "client_secret", "client_assertion",
+		"client_assertion_type", "code_verifier", "code", "refresh_token", "state", "other") {
+		form[k] = []string{k + "-value", k + " second & value"}
+	}
+	for _, f := range []url.Values{form, {}, {"nonce": {""}}, {"code": {"c"}}} {
+		want := (&fosite.Request{Form: f}).Sanitize(TokenFormAllowList).GetRequestForm().Encode()
+		if got := StoredTokenForm(f); got != want {
+			t.Errorf("StoredTokenForm(%v) = %q, want %q", f, got, want)
+		}
+	}
+	if got := StoredTokenForm(form); strings.Contains(got, "secret") || strings.Contains(got, "code_verifier") {
+		t.Errorf("a secret is kept: %q", got)
 	}
 }

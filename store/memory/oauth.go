@@ -104,7 +104,7 @@ func newOAuthToken(kind string, req fosite.Requester) (*oauthToken, error) {
 		grantedScopes:   args(req.GetGrantedScopes()),
 		audiences:       args(req.GetRequestedAudience()),
 		grantedAudience: args(req.GetGrantedAudience()),
-		form:            req.Sanitize(idp.TokenFormAllowList).GetRequestForm().Encode(),
+		form:            idp.StoredTokenForm(req.GetRequestForm()),
 		session:         raw,
 		sid:             idp.SessionSID(sess, raw),
 		active:          true,

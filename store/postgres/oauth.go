@@ -199,7 +199,7 @@ func (s *Store) createOAuthToken(ctx context.Context, kind, sig, accessSig strin
 		oauthHash(sig), kind, req.GetID(), req.GetClient().GetID(), req.GetRequestedAt().UTC(),
 		[]string(oauthArgs(req.GetRequestedScopes())), []string(oauthArgs(req.GetGrantedScopes())),
 		[]string(oauthArgs(req.GetRequestedAudience())), []string(oauthArgs(req.GetGrantedAudience())),
-		req.Sanitize(idp.TokenFormAllowList).GetRequestForm().Encode(), subject,
+		idp.StoredTokenForm(req.GetRequestForm()), subject,
 		raw, idp.SessionSID(sess, raw), oauthNullTime(expires), accessHash)
 	return oauthErr(op, err)
 }
