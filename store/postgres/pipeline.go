@@ -343,10 +343,13 @@ func mergeWrites(ws []queuedWrite) []queuedWrite {
 			i++
 			continue
 		}
-		var args []any
 		j := i
-		for ; j < len(ws) && ws[j].head == w.head && ws[j].width == w.width; j++ {
-			args = append(args, ws[j].args...)
+		for j < len(ws) && ws[j].head == w.head && ws[j].width == w.width {
+			j++
+		}
+		args := make([]any, 0, (j-i)*w.width)
+		for _, x := range ws[i:j] {
+			args = append(args, x.args...)
 		}
 		for rows := len(args) / w.width; rows > 0; {
 			chunk := maxInsertRows
