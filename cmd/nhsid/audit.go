@@ -7,6 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,7 +21,7 @@ import (
 	"github.com/nhsid/nhsid/store/postgres"
 )
 
-// auditCmd is `nhsid audit verify|export|checkpoints|archive|purge`, run
+// auditCmd is `nhsid audit verify|export|checkpoints|archive|purge|follow`, run
 // by auditors and operators against the database (read-only, except verify
 // --seal and purge).
 func auditCmd() *cobra.Command {
@@ -171,7 +176,7 @@ Exit status 1 when the chain is broken.`,
 			return err
 		},
 	}
-	cmd.AddCommand(verify, export, checkpoints, archiveCmd(open), purgeCmd(open))
+	cmd.AddCommand(verify, export, checkpoints, archiveCmd(open), purgeCmd(open), followCmd(open))
 	return cmd
 }
 
@@ -289,6 +294,80 @@ serving role cannot delete.`,
 	c.Flags().StringVar(&file, "archive", "", "archive file written by nhsid audit archive")
 	c.Flags().StringVar(&actor, "actor", "operator:retention", "actor recorded in the retention.deleted event")
 	return c
+}
+
+// followCmd is `nhsid audit follow`: the SIEM feed.
+func followCmd(open func(*cobra.Command) (*postgres.Store, func(), error)) *cobra.Command {
+	var from int64
+	var stateFile string
+	var interval time.Duration
+	c := &cobra.Command{
+		Use:   "follow",
+		Short: "Stream sealed records as JSON Lines as they are sealed, for a SIEM",
+		Long: `Stream the audit trail as JSON Lines, in hash-chain order, and keep streaming
+new records as they are sealed, until interrupted. Each line is the record
+with its chain_pos and chain_hash. Pipe it to a log shipper (Fluent Bit,
+Vector, Filebeat) to forward it to a SIEM. With --state-file the position
+is saved after each batch and a restart resumes there; delivery is at least
+once (drop repeated chain_pos).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if interval < 100*time.Millisecond || interval > time.Hour {
+				return usageErr(errors.New("--interval must be between 100ms and 1h"))
+			}
+			opts := audit.FollowOptions{From: from, Interval: interval}
+			if stateFile != "" {
+				raw, err := os.ReadFile(stateFile)
+				switch {
+				case err == nil && !cmd.Flags().Changed("from"):
+					n, perr := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
+					if perr != nil || n < 1 {
+						return usageErr(fmt.Errorf("--state-file %s does not hold a chain position", stateFile))
+					}
+					opts.From = n
+				case err != nil && !errors.Is(err, os.ErrNotExist):
+					return usageErr(fmt.Errorf("--state-file: %w", err))
+				}
+				opts.Saved = func(next int64) error { return writeFileAtomic(stateFile, []byte(strconv.FormatInt(next, 10)+"\n")) }
+			}
+			s, done, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			_, err = audit.Follow(ctx, s, cmd.OutOrStdout(), opts)
+			return err
+		},
+	}
+	c.Flags().Int64Var(&from, "from", 1, "first chain position (overrides --state-file)")
+	c.Flags().StringVar(&stateFile, "state-file", "", "file that keeps the next position across restarts")
+	c.Flags().DurationVar(&interval, "interval", 2*time.Second, "wait between looks for new records")
+	return c
+}
+
+// writeFileAtomic replaces name with data (a temporary file renamed over it).
+func writeFileAtomic(name string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
 }
 
 // verifyKey is the checkpoint public key: the flag, else the signing key
