@@ -11,13 +11,13 @@ import (
 )
 
 // Token look-ups outside a transaction (introspection, userinfo, the first
-// read of a refresh) are grouped across concurrent requests, as writes
-// are (pipeSender): at most groupReadsInFlight look-up statements per kind are
-// in flight, and the look-ups arriving meanwhile go together in the next, as one
-// IN list over the primary key. A look-up joins only a
-// group not yet sent, so it never sees older data than a statement of
-// its own would. Under load this turns many statements, each a round trip
-// and a wake-up of a backend, into a few; alone, a look-up is sent at once.
+// read of a refresh) are grouped across concurrent requests, as writes are
+// (pipeSender): at most groupReadsInFlight look-up statements per kind are
+// in flight, and the look-ups arriving meanwhile go together in the next,
+// as one IN list over the primary key. A look-up joins only a group not
+// yet sent, so it never sees older data than a statement of its own would.
+// Under load this turns many statements, each a round trip and a wake-up
+// of a backend, into a few; alone, a look-up is sent at once.
 
 // groupReader groups the look-ups of one token kind.
 type groupReader struct {

@@ -209,15 +209,19 @@ const insertOAuthToken = `INSERT INTO oauth_tokens (signature_hash, kind, reques
 	scopes, granted_scopes, audiences, granted_audiences, form_data, subject,
 	session, sid, expires_at, access_signature_hash) VALUES `
 
+// getOAuthRow reads one token row: from the request's read-ahead of a
+// code's rows (readahead.go), in a group with concurrent look-ups
+// (groupread.go), or on its own.
 func (s *Store) getOAuthRow(ctx context.Context, kind, sig string) (*oauthRow, error) {
-	if r, ok, err := s.readAhead(ctx, kind, oauthHash(sig)); ok {
+	hash := oauthHash(sig)
+	if r, ok, err := s.readAhead(ctx, kind, hash); ok {
 		if err != nil {
 			return nil, oauthErr("get "+kind, err)
 		}
 		return r, nil
 	}
 	if g, ok := s.reads[kind]; ok && s.outsideTx(ctx) {
-		if r, grouped, err := g.get(ctx, s.pool, oauthHash(sig)); grouped {
+		if r, grouped, err := g.get(ctx, s.pool, hash); grouped {
 			if err != nil {
 				return nil, oauthErr("get "+kind, err)
 			}
@@ -226,7 +230,7 @@ func (s *Store) getOAuthRow(ctx context.Context, kind, sig string) (*oauthRow, e
 	}
 	r, err := scanOAuthRow(s.db(ctx).QueryRow(ctx,
 		`SELECT `+oauthCols+` FROM oauth_tokens WHERE kind = $1 AND signature_hash = $2`,
-		kind, oauthHash(sig)))
+		kind, hash))
 	if err != nil {
 		return nil, oauthErr("get "+kind, err)
 	}
