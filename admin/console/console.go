@@ -69,6 +69,15 @@ type Console struct {
 	// Risk lists a person's recent sign-in risk decisions with their
 	// reasons (authn.Service); nil shows none.
 	Risk RiskHistory
+	// Lockouts shows and ends a person's lockout after failed sign-ins
+	// (ratelimit.Limiter); nil shows no lockout and offers no unlock.
+	Lockouts Lockouts
+}
+
+// Lockouts is the person lockout the failed-sign-in limiter keeps.
+type Lockouts interface {
+	Locked(ctx context.Context, personUID string) (bool, time.Time, error)
+	Unlock(ctx context.Context, personUID string) error
 }
 
 // RiskHistory reads a person's recent sign-in decisions.
@@ -95,6 +104,7 @@ func (c *Console) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /ra/people/{uid}/invite", c.handleShowInvite)
 	mux.HandleFunc("POST /ra/people/{uid}/credentials/{id}/revoke", c.handleRevoke)
 	mux.HandleFunc("POST /ra/people/{uid}/close", c.handleClose)
+	mux.HandleFunc("POST /ra/people/{uid}/unlock", c.handleUnlock)
 }
 
 func (c *Console) now() time.Time {

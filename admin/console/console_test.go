@@ -84,6 +84,26 @@ func (r *recorder) Record(_ context.Context, e audit.Event) error {
 
 func (r *recorder) RecordGrouped(ctx context.Context, e audit.Event) error { return r.Record(ctx, e) }
 
+// fakeLocks holds lockouts by person.
+type fakeLocks struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func (f *fakeLocks) Locked(_ context.Context, uid string) (bool, time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	u := f.until[uid]
+	return u.After(time.Now()), u, nil
+}
+
+func (f *fakeLocks) Unlock(_ context.Context, uid string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.until, uid)
+	return nil
+}
+
 // fixture is a console over a memory store with organisations RXA (parent
 // of RXA01) and RXB, an RA Manager at RXA, an RA Agent at RXB, a clinician
 // at RXA and someone with no RA role.
@@ -96,6 +116,7 @@ type fixture struct {
 	sess                  *fakeSessions
 	inv                   *fakeInvites
 	rec                   *recorder
+	locks                 *fakeLocks
 	raA, raB, clin, plain string
 	clinPos               policy.Position
 	clinCred              []byte
@@ -149,7 +170,8 @@ func newFixture(t *testing.T) *fixture {
 	}}
 	f.inv = &fakeInvites{}
 	f.rec = &recorder{}
-	f.con = &Console{Sessions: f.sess, Invites: f.inv, Policy: svc, Credentials: st, Audit: f.rec}
+	f.locks = &fakeLocks{until: map[string]time.Time{}}
+	f.con = &Console{Sessions: f.sess, Invites: f.inv, Policy: svc, Credentials: st, Audit: f.rec, Lockouts: f.locks}
 	f.mux = http.NewServeMux()
 	f.con.Mount(f.mux)
 	return f
@@ -350,6 +372,7 @@ func TestActions(t *testing.T) {
 			{"/ra/people/" + f.clin + "/verification", url.Values{"evidence": {"passport"}}},
 			{"/ra/people/" + f.clin + "/credentials/" + "bG9zdC1rZXktY3JlZGVudGlhbC1pZA" + "/revoke", nil},
 			{"/ra/people/" + f.clin + "/close", url.Values{"confirm": {"yes"}}},
+			{"/ra/people/" + f.clin + "/unlock", nil},
 		} {
 			w := f.post(tt.path, "ra-b", tt.form)
 			if w.Code != http.StatusForbidden {
@@ -502,5 +525,49 @@ func TestPersonPageShowsSignInRisk(t *testing.T) {
 	w = f.do("GET", "/ra/people/"+f.raA, "ra-a", nil)
 	if w.Code != 200 || !strings.Contains(w.Body.String(), "No sign-ins recorded yet") {
 		t.Fatalf("person with no history: %d", w.Code)
+	}
+}
+
+// TestUnlock: the person page shows a lockout after failed sign-ins to an
+// RA who may unlock, the unlock ends it and is audited, and an RA of
+// another organisation can neither see nor end it.
+func TestUnlock(t *testing.T) {
+	f := newFixture(t)
+	until := time.Now().Add(10 * time.Minute).UTC()
+	f.locks.until[f.clin] = until
+	page := f.do("GET", "/ra/people/"+f.clin, "ra-a", nil)
+	if page.Code != http.StatusOK || !strings.Contains(page.Body.String(), until.Format("2 Jan 2006 15:04 UTC")) ||
+		!strings.Contains(page.Body.String(), `action="/ra/people/`+f.clin+`/unlock"`) {
+		t.Fatalf("person page of a locked person: %d\n%s", page.Code, page.Body)
+	}
+	if w := f.do("POST", "/ra/people/"+f.clin+"/unlock", "ra-a", url.Values{}); w.Code != http.StatusForbidden {
+		t.Fatalf("unlock without the CSRF token: %d", w.Code)
+	}
+	if w := f.post("/ra/people/"+f.clin+"/unlock", "ra-b", nil); w.Code != http.StatusForbidden {
+		t.Fatalf("unlock by the RA of another organisation: %d", w.Code)
+	}
+	if locked, _, _ := f.locks.Locked(context.Background(), f.clin); !locked {
+		t.Fatal("unlocked by a refused request")
+	}
+	w := f.post("/ra/people/"+f.clin+"/unlock", "ra-a", nil)
+	if w.Code != http.StatusSeeOther || !strings.HasSuffix(w.Header().Get("Location"), "done=unlocked") {
+		t.Fatalf("unlock: %d %s", w.Code, w.Body)
+	}
+	if locked, _, _ := f.locks.Locked(context.Background(), f.clin); locked {
+		t.Fatal("still locked")
+	}
+	var ev *audit.Event
+	for i := range f.rec.events {
+		if f.rec.events[i].Type == audit.Unlock {
+			ev = &f.rec.events[i]
+		}
+	}
+	if ev == nil || ev.Actor != f.raA || ev.Subject != f.clin || ev.Detail["via"] != "ra_console" ||
+		ev.Detail["before"].(map[string]any)["locked"] != true {
+		t.Fatalf("unlock event %+v", ev)
+	}
+	page = f.do("GET", "/ra/people/"+f.clin+"?done=unlocked", "ra-a", nil)
+	if !strings.Contains(page.Body.String(), "Not locked out.") || !strings.Contains(page.Body.String(), "can sign in again") {
+		t.Fatalf("person page after the unlock:\n%s", page.Body)
 	}
 }

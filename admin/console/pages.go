@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/authn"
 	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/store"
@@ -32,6 +33,7 @@ var doneMessages = map[string]string{
 	"ended":            "The position was ended.",
 	"revoked":          "The security key was revoked. Issue an invite so that they can enrol a replacement.",
 	"closed":           "The account was closed: every position ended and their sessions were signed out.",
+	"unlocked":         "The lockout was ended: they can sign in again now.",
 }
 
 // evidenceOptions are the evidence types policy accepts, with labels.
@@ -419,8 +421,21 @@ func (c *Console) renderPerson(w http.ResponseWriter, r *http.Request, who *ra, 
 		}
 		signIns = signInRows(decisions)
 	}
+	var lockedUntil string
+	canUnlock := c.Lockouts != nil && can(policy.ActUnlock)
+	if canUnlock {
+		locked, until, err := c.Lockouts.Locked(ctx, uid)
+		if err != nil {
+			c.unavailable(w, r, err)
+			return
+		}
+		if locked {
+			lockedUntil = until.UTC().Format("2 Jan 2006 15:04 UTC")
+		}
+	}
 	active := p.Status == policy.StatusActive
 	c.render(w, r, status, "ra_person", map[string]any{
+		"CanUnlock": canUnlock, "LockedUntil": lockedUntil,
 		"SignIns": signIns,
 		"Title":   p.DisplayName, "CSRF": who.csrf, "Person": p, "Positions": rows, "Credentials": crows,
 		"Errors": errs, "Notice": notice, "Form": form, "LastCheck": lastCheck,
@@ -605,6 +620,45 @@ func (c *Console) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, personURL(uid, "revoked"), http.StatusSeeOther)
+}
+
+// handleUnlock ends the person's lockout after failed sign-ins, recorded
+// as an unlock event.
+func (c *Console) handleUnlock(w http.ResponseWriter, r *http.Request) {
+	who := c.enterPost(w, r)
+	if who == nil {
+		return
+	}
+	ctx := r.Context()
+	uid := r.PathValue("uid")
+	if c.Lockouts == nil {
+		c.errorPage(w, r, http.StatusNotFound, "Not available", "This server keeps no sign-in lockouts.")
+		return
+	}
+	if err := c.Policy.CheckPerson(ctx, who.actor, policy.ActUnlock, uid); err != nil {
+		c.fail(w, r, who, uid, err, map[string]string{})
+		return
+	}
+	locked, until, err := c.Lockouts.Locked(ctx, uid)
+	if err == nil {
+		err = c.Lockouts.Unlock(ctx, uid)
+	}
+	if err != nil {
+		c.unavailable(w, r, err)
+		return
+	}
+	before := map[string]any{"locked": locked}
+	if locked {
+		before["locked_until"] = until.UTC().Format(time.RFC3339)
+	}
+	if err := audit.OrNop(c.Audit).Record(ctx, audit.Event{
+		Type: audit.Unlock, Outcome: audit.Success, Actor: who.actor.Name(), Subject: uid,
+		Detail: map[string]any{"before": before, "via": "ra_console"},
+	}); err != nil {
+		c.unavailable(w, r, fmt.Errorf("audit: %w", err))
+		return
+	}
+	http.Redirect(w, r, personURL(uid, "unlocked"), http.StatusSeeOther)
 }
 
 // handleClose closes the account after an explicit confirmation.

@@ -303,7 +303,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	// The RA web console calls the same service layer in-process, as the
 	// signed-in RA (DESIGN.md, Admin authority).
 	(&console.Console{Sessions: s.Authn, Invites: s.Authn, Policy: s.Policy, Credentials: s.Store,
-		Audit: rec, Log: log, Now: now, SecureCookies: s.Authn.Config().SecureCookies, Risk: s.Authn}).Mount(pub)
+		Audit: rec, Log: log, Now: now, SecureCookies: s.Authn.Config().SecureCookies, Risk: s.Authn, Lockouts: s.Limiter}).Mount(pub)
 	s.SAML.Mount(pub)
 	// Relying-party onboarding (issue 10): integrator and reviewer pages
 	// on the public listener, the operator's API on the admin listener.
