@@ -100,6 +100,7 @@ func (c *Console) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /ra/people/{uid}/verification", c.handleVerify)
 	mux.HandleFunc("POST /ra/people/{uid}/positions", c.handleAssign)
 	mux.HandleFunc("POST /ra/people/{uid}/positions/{id}/end", c.handleEndPosition)
+	mux.HandleFunc("POST /ra/people/{uid}/positions/{id}/approve", c.handleApprovePosition)
 	mux.HandleFunc("POST /ra/people/{uid}/invites", c.handleInvite)
 	mux.HandleFunc("GET /ra/people/{uid}/invite", c.handleShowInvite)
 	mux.HandleFunc("POST /ra/people/{uid}/credentials/{id}/revoke", c.handleRevoke)

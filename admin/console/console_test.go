@@ -571,3 +571,60 @@ func TestUnlock(t *testing.T) {
 		t.Fatalf("person page after the unlock:\n%s", page.Body)
 	}
 }
+
+// TestApprovePosition: an RA Manager position waiting for a second RA
+// Manager (the two-person rule) shows an Approve button to one who may
+// approve it, never to the RA Manager who asked; approving puts it in
+// force and is audited.
+func TestApprovePosition(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	op := policy.OperatorActor("operator:test")
+	pending, err := f.svc.AssignPosition(ctx, op, f.plain, policy.PositionInput{OrgCode: "RXA", RoleCode: policy.SampleRAManager})
+	if err != nil || !pending.PendingApproval {
+		t.Fatalf("second RA Manager position: %+v, %v (want it pending)", pending, err)
+	}
+	approve := "/ra/people/" + f.plain + "/positions/" + pending.RoleID + "/approve"
+	page := f.do("GET", "/ra/people/"+f.plain, "ra-a", nil)
+	if !strings.Contains(page.Body.String(), `action="`+approve+`"`) {
+		t.Fatalf("no Approve button for a pending position:\n%s", page.Body)
+	}
+	if w := f.post(approve, "ra-b", nil); w.Code != http.StatusForbidden {
+		t.Fatalf("approval by the RA of another organisation: %d", w.Code)
+	}
+	w := f.post(approve, "ra-a", nil)
+	if w.Code != http.StatusSeeOther || !strings.HasSuffix(w.Header().Get("Location"), "done=approved") {
+		t.Fatalf("approve: %d %s", w.Code, w.Body)
+	}
+	ps, _ := f.svc.ActivePositions(ctx, f.plain)
+	approved := false
+	for _, p := range ps {
+		if p.RoleID == pending.RoleID && !p.PendingApproval && p.ApprovedBy == f.raA {
+			approved = true
+		}
+	}
+	if !approved {
+		t.Fatalf("position not in force after approval: %+v", ps)
+	}
+	ev := f.rec.events[len(f.rec.events)-1]
+	if ev.Type != audit.AdminChange || ev.Actor != f.raA || ev.Detail["via"] != "ra_console" ||
+		ev.Detail["after"].(map[string]any)["approved_by"] != f.raA {
+		t.Fatalf("approval event %+v", ev)
+	}
+	if w := f.post(approve, "ra-a", nil); w.Code == http.StatusSeeOther {
+		t.Fatal("approved twice")
+	}
+
+	// The RA Manager who asked for a position cannot approve it.
+	own, err := f.svc.AssignPosition(ctx, policy.PersonActor(f.raA), f.clin, policy.PositionInput{OrgCode: "RXA", RoleCode: policy.SampleRAManager})
+	if err != nil || !own.PendingApproval {
+		t.Fatalf("RA Manager's request: %+v, %v", own, err)
+	}
+	ownApprove := "/ra/people/" + f.clin + "/positions/" + own.RoleID + "/approve"
+	if page := f.do("GET", "/ra/people/"+f.clin, "ra-a", nil); strings.Contains(page.Body.String(), ownApprove) {
+		t.Fatal("an Approve button for the RA Manager's own request")
+	}
+	if w := f.post(ownApprove, "ra-a", nil); w.Code != http.StatusForbidden {
+		t.Fatalf("approval of one's own request: %d", w.Code)
+	}
+}

@@ -30,6 +30,7 @@ var doneMessages = map[string]string{
 	"verified":         "The identity check was recorded.",
 	"assigned":         "The position was assigned.",
 	"assigned_pending": "The position was assigned. It waits for a second RA Manager to approve it (two-person rule).",
+	"approved":         "The position was approved and is in force.",
 	"ended":            "The position was ended.",
 	"revoked":          "The security key was revoked. Issue an invite so that they can enrol a replacement.",
 	"closed":           "The account was closed: every position ended and their sessions were signed out.",
@@ -267,7 +268,7 @@ func (c *Console) handleCreatePerson(w http.ResponseWriter, r *http.Request) {
 // positionRow is one position on the person page.
 type positionRow struct {
 	RoleID, RoleCode, RoleName, OrgCode, OrgName, Activities, Start, End, Status string
-	CanEnd                                                                       bool
+	CanEnd, CanApprove                                                           bool
 }
 
 // credentialRow is one security key on the person page.
@@ -360,6 +361,9 @@ func (c *Console) renderPerson(w http.ResponseWriter, r *http.Request, who *ra, 
 			row.Status = "Active"
 		}
 		row.CanEnd = x.EndedAt.IsZero() && who.auth.Check(policy.ActEndPosition, x.OrgCode, x.RoleCode, uid) == nil
+		// The two-person rule: a second RA Manager approves, never the one who asked.
+		row.CanApprove = x.PendingApproval && x.EndedAt.IsZero() && x.CreatedBy != who.actor.Name() &&
+			who.auth.Check(policy.ActApprovePosition, x.OrgCode, x.RoleCode, uid) == nil
 		rows = append(rows, row)
 	}
 	var crows []credentialRow
@@ -576,6 +580,36 @@ func (c *Console) handleEndPosition(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, personURL(uid, "ended"), http.StatusSeeOther)
+}
+
+// handleApprovePosition approves a position waiting for a second RA
+// Manager (the two-person rule; policy refuses the one who asked).
+func (c *Console) handleApprovePosition(w http.ResponseWriter, r *http.Request) {
+	who := c.enterPost(w, r)
+	if who == nil {
+		return
+	}
+	uid := r.PathValue("uid")
+	ps, err := c.Policy.ListPositionsAs(r.Context(), who.actor, uid)
+	if err != nil {
+		c.fail(w, r, who, uid, err, map[string]string{})
+		return
+	}
+	if !slices.ContainsFunc(ps, func(x policy.Position) bool { return x.RoleID == r.PathValue("id") }) {
+		c.fail(w, r, who, uid, fmt.Errorf("approve position: %w", store.ErrNotFound), map[string]string{})
+		return
+	}
+	p, err := c.Policy.ApprovePosition(r.Context(), who.actor, r.PathValue("id"))
+	if err != nil {
+		c.fail(w, r, who, uid, err, map[string]string{})
+		return
+	}
+	if err := c.record(r.Context(), who, "position", p.RoleID, p.PersonUID, p.OrgCode,
+		map[string]any{"approved_by": p.ApprovedBy}); err != nil {
+		c.unavailable(w, r, err)
+		return
+	}
+	http.Redirect(w, r, personURL(uid, "approved"), http.StatusSeeOther)
 }
 
 // handleRevoke revokes one of the person's security keys (a lost key).
