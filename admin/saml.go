@@ -117,7 +117,7 @@ func (a *API) listSAMLProviders(w http.ResponseWriter, r *http.Request, _ actor)
 }
 
 // patchSAMLProvider replaces the fields of the settings present in the
-// body: {"min_aal":3,"sign":"assertion","select_role":true,
+// body: {"min_aal":3,"sign":"assertion","select_role":true,"encrypt":true,
 // "allowed_roles":["R8000"],"attributes":{"uid":"urn:oid:0.9.2342.19200300.100.1.1"}}.
 func (a *API) patchSAMLProvider(w http.ResponseWriter, r *http.Request, who actor) error {
 	st, err := a.samlStore()
@@ -130,6 +130,7 @@ func (a *API) patchSAMLProvider(w http.ResponseWriter, r *http.Request, who acto
 		SelectRole   *bool              `json:"select_role"`
 		AllowedRoles *[]string          `json:"allowed_roles"`
 		Attributes   *map[string]string `json:"attributes"`
+		Encrypt      *bool              `json:"encrypt"`
 	}
 	if err := decode(r, &in); err != nil {
 		return err
@@ -153,8 +154,18 @@ func (a *API) patchSAMLProvider(w http.ResponseWriter, r *http.Request, who acto
 		if in.Attributes != nil {
 			s.Attributes = *in.Attributes
 		}
+		if in.Encrypt != nil {
+			s.EncryptAssertions = *in.Encrypt
+		}
 		if err := s.Validate(); err != nil {
 			return apierror.New(http.StatusBadRequest, "invalid_request", err.Error(), err)
+		}
+		if s.EncryptAssertions {
+			md, err := saml.ParseSPMetadata(sp.MetadataXML)
+			if err != nil || len(md.EncryptionCerts) == 0 {
+				return apierror.New(http.StatusBadRequest, "invalid_request",
+					"encrypt needs an RSA encryption certificate (a KeyDescriptor with use=\"encryption\" or no use) in the SP's metadata", err)
+			}
 		}
 		sp.Settings = s
 		sp.UpdatedAt = a.samlNow().UTC()

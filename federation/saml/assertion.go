@@ -15,6 +15,7 @@ import (
 
 	"github.com/beevik/etree"
 	crewjam "github.com/crewjam/saml"
+	"github.com/crewjam/saml/xmlenc"
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/nhsid/nhsid/authn"
@@ -240,7 +241,43 @@ func (h *Handler) buildResponse(r *http.Request, sp ServiceProvider, pr *pending
 		a.Signature = sig
 		assertionEl = a.Element()
 	}
+	if sp.Settings.EncryptAssertions {
+		if assertionEl, err = encryptAssertion(sp, assertionEl); err != nil {
+			return nil, err
+		}
+	}
 	return h.finishResponse(sc, mode != SignAssertion, pr, crewjam.StatusSuccess, "", assertionEl)
+}
+
+// encryptAssertion returns assertionEl (signed already, when the SP's
+// settings sign it) as an EncryptedAssertion for the SP's first RSA
+// encryption certificate: RSA-OAEP key transport and AES-128-GCM, whose
+// authentication leaves no padding oracle (the CBC modes have one).
+func encryptAssertion(sp ServiceProvider, assertionEl *etree.Element) (*etree.Element, error) {
+	md, err := ParseSPMetadata(sp.MetadataXML)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt assertion: %w", err)
+	}
+	if len(md.EncryptionCerts) == 0 {
+		return nil, fmt.Errorf("encrypt assertion: the metadata of %s has no RSA encryption certificate", sp.EntityID)
+	}
+	doc := etree.NewDocument()
+	doc.SetRoot(assertionEl.Copy())
+	plain, err := doc.WriteToBytes()
+	if err != nil {
+		return nil, fmt.Errorf("encrypt assertion: %w", err)
+	}
+	enc := xmlenc.OAEP()
+	enc.BlockCipher = aes128GCM{}
+	data, err := enc.Encrypt(md.EncryptionCerts[0], plain, nil)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt assertion: %w", err)
+	}
+	data.CreateAttr("Type", "http://www.w3.org/2001/04/xmlenc#Element")
+	el := etree.NewElement("saml:EncryptedAssertion")
+	el.CreateAttr("xmlns:saml", "urn:oasis:names:tc:SAML:2.0:assertion")
+	el.AddChild(data)
+	return el, nil
 }
 
 // finishResponse wraps assertionEl (may be nil) in a Response, signs it

@@ -3,6 +3,7 @@ package saml
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/xml"
@@ -56,6 +57,11 @@ type Settings struct {
 	Sign string `json:"sign"`
 	// SelectRole asks the user to choose a role for this SP.
 	SelectRole bool `json:"select_role"`
+	// EncryptAssertions sends the assertion as an EncryptedAssertion
+	// (RSA-OAEP key transport to the SP's encryption certificate,
+	// AES-128-GCM content), signed before it is encrypted. It needs an
+	// RSA encryption certificate in the SP's metadata.
+	EncryptAssertions bool `json:"encrypt,omitempty"`
 }
 
 // ServiceProvider is a registered SAML SP.
@@ -122,6 +128,10 @@ type SPMetadata struct {
 	SLO      []Endpoint
 	// SigningCerts are the certificates the SP signs requests with.
 	SigningCerts []*x509.Certificate
+	// EncryptionCerts are the SP's RSA certificates for encryption (a
+	// KeyDescriptor with use="encryption", or with no use, which SAML
+	// metadata reads as both).
+	EncryptionCerts []*x509.Certificate
 	// AuthnRequestsSigned is the SP's promise to sign its AuthnRequests.
 	AuthnRequestsSigned bool
 }
@@ -174,6 +184,19 @@ func ParseSPMetadata(raw []byte) (*SPMetadata, error) {
 		out.SLO = append(out.SLO, Endpoint{Binding: e.Binding, Location: e.Location, ResponseLocation: e.ResponseLocation})
 	}
 	for _, kd := range d.KeyDescriptors {
+		if kd.Use == "" || kd.Use == "encryption" {
+			for _, c := range kd.KeyInfo.X509Data.X509Certificates {
+				der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(c.Data), ""))
+				if err != nil {
+					continue // checked below when it is also for signing; unusable for encryption
+				}
+				if cert, err := x509.ParseCertificate(der); err == nil {
+					if _, ok := cert.PublicKey.(*rsa.PublicKey); ok {
+						out.EncryptionCerts = append(out.EncryptionCerts, cert)
+					}
+				}
+			}
+		}
 		if kd.Use != "" && kd.Use != "signing" {
 			continue
 		}
