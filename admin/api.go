@@ -30,9 +30,9 @@ type InviteIssuer interface {
 // ClientRegistrar registers and changes relying parties (idp.Provider).
 type ClientRegistrar interface {
 	RegisterClient(ctx context.Context, c *idp.Client) (secret string, err error)
-	UpdateClient(ctx context.Context, id string, patch map[string]json.RawMessage) (c *idp.Client, secret string, err error)
-	RotateClientSecret(ctx context.Context, id string) (secret string, err error)
-	EndSecretOverlap(ctx context.Context, id string) (had bool, err error)
+	UpdateClient(ctx context.Context, actor, id string, patch map[string]json.RawMessage) (c *idp.Client, secret string, err error)
+	RotateClientSecret(ctx context.Context, actor, id string) (secret string, err error)
+	EndSecretOverlap(ctx context.Context, actor, id string) (had bool, err error)
 }
 
 // API is the admin REST API.
@@ -329,12 +329,12 @@ type clientOut struct {
 // updateClient changes a client's metadata (fields given replace theirs;
 // null resets one); a move to a secret-based method answers the new
 // secret once.
-func (a *API) updateClient(w http.ResponseWriter, r *http.Request, _ actor) error {
+func (a *API) updateClient(w http.ResponseWriter, r *http.Request, who actor) error {
 	var patch map[string]json.RawMessage
 	if err := decode(r, &patch); err != nil {
 		return err
 	}
-	c, secret, err := a.Clients.UpdateClient(r.Context(), r.PathValue("id"), patch)
+	c, secret, err := a.Clients.UpdateClient(r.Context(), who.ID, r.PathValue("id"), patch)
 	if err != nil {
 		return err
 	}
@@ -343,9 +343,9 @@ func (a *API) updateClient(w http.ResponseWriter, r *http.Request, _ actor) erro
 
 // rotateClientSecret issues a new secret, answered once; the previous one
 // stays valid until DELETE …/secret/previous or the next rotation.
-func (a *API) rotateClientSecret(w http.ResponseWriter, r *http.Request, _ actor) error {
+func (a *API) rotateClientSecret(w http.ResponseWriter, r *http.Request, who actor) error {
 	id := r.PathValue("id")
-	secret, err := a.Clients.RotateClientSecret(r.Context(), id)
+	secret, err := a.Clients.RotateClientSecret(r.Context(), who.ID, id)
 	if err != nil {
 		return err
 	}
@@ -353,8 +353,8 @@ func (a *API) rotateClientSecret(w http.ResponseWriter, r *http.Request, _ actor
 }
 
 // endSecretOverlap stops accepting the secret before the last rotation.
-func (a *API) endSecretOverlap(w http.ResponseWriter, r *http.Request, _ actor) error {
-	had, err := a.Clients.EndSecretOverlap(r.Context(), r.PathValue("id"))
+func (a *API) endSecretOverlap(w http.ResponseWriter, r *http.Request, who actor) error {
+	had, err := a.Clients.EndSecretOverlap(r.Context(), who.ID, r.PathValue("id"))
 	if err != nil {
 		return err
 	}

@@ -32,13 +32,13 @@ func invalidClientMetadata(msg string) error {
 	return apierror.New(http.StatusBadRequest, "invalid_client_metadata", msg, nil)
 }
 
-// UpdateClient changes client id's metadata. patch holds the RFC 7591 (and
+// UpdateClient changes client id's metadata for actor (recorded). patch holds the RFC 7591 (and
 // nhsid_*) fields to replace, each whole; a field set to null goes back to
 // its default; "disabled": true stops the client at every endpoint. The
 // result is validated as a registration is. A client that moves to a
 // secret-based authentication method gets a new secret, returned once;
 // one that moves away from it loses its secrets.
-func (p *Provider) UpdateClient(ctx context.Context, id string, patch map[string]json.RawMessage) (*Client, string, error) {
+func (p *Provider) UpdateClient(ctx context.Context, actor, id string, patch map[string]json.RawMessage) (*Client, string, error) {
 	if len(patch) == 0 {
 		return nil, "", invalidClientMetadata("The change is empty.")
 	}
@@ -83,7 +83,7 @@ func (p *Provider) UpdateClient(ctx context.Context, id string, patch map[string
 	if secret != "" {
 		detail["new_client_credential"] = true
 	}
-	if err := p.auditClientChanged(ctx, id, detail); err != nil {
+	if err := p.auditClientChanged(ctx, actor, id, detail); err != nil {
 		return nil, "", err
 	}
 	return c, secret, nil
@@ -131,7 +131,7 @@ func mergeClient(c *Client, patch map[string]json.RawMessage) (*Client, error) {
 // secret it had stays valid beside the new one until EndSecretOverlap or
 // the next rotation, so that a relying party can switch without an outage;
 // any older one ends now.
-func (p *Provider) RotateClientSecret(ctx context.Context, id string) (string, error) {
+func (p *Provider) RotateClientSecret(ctx context.Context, actor, id string) (string, error) {
 	var secret string
 	_, err := p.deps.Store.UpdateClient(ctx, id, func(c *Client) error {
 		if !usesSecret(c) {
@@ -151,7 +151,7 @@ func (p *Provider) RotateClientSecret(ctx context.Context, id string) (string, e
 	if err != nil {
 		return "", clientChangeErr(err)
 	}
-	if err := p.auditClientChanged(ctx, id, map[string]any{"change": "secret_rotated"}); err != nil {
+	if err := p.auditClientChanged(ctx, actor, id, map[string]any{"change": "secret_rotated"}); err != nil {
 		return "", err
 	}
 	return secret, nil
@@ -159,7 +159,7 @@ func (p *Provider) RotateClientSecret(ctx context.Context, id string) (string, e
 
 // EndSecretOverlap stops accepting client id's previous secret. It
 // reports whether there was one.
-func (p *Provider) EndSecretOverlap(ctx context.Context, id string) (bool, error) {
+func (p *Provider) EndSecretOverlap(ctx context.Context, actor, id string) (bool, error) {
 	var had bool
 	_, err := p.deps.Store.UpdateClient(ctx, id, func(c *Client) error {
 		had = len(c.RotatedSecretHashes) > 0
@@ -175,7 +175,7 @@ func (p *Provider) EndSecretOverlap(ctx context.Context, id string) (bool, error
 	if !had {
 		return false, nil
 	}
-	return true, p.auditClientChanged(ctx, id, map[string]any{"change": "secret_overlap_ended"})
+	return true, p.auditClientChanged(ctx, actor, id, map[string]any{"change": "secret_overlap_ended"})
 }
 
 // clientChangeErr keeps API errors and says "not found" plainly.
@@ -190,7 +190,7 @@ func clientChangeErr(err error) error {
 	return fmt.Errorf("change client: %w", err)
 }
 
-// auditClientChanged records a change to a client (never a secret).
-func (p *Provider) auditClientChanged(ctx context.Context, id string, detail map[string]any) error {
-	return p.recorder().Record(ctx, audit.Event{Type: audit.ClientChanged, Client: id, Detail: detail})
+// auditClientChanged records actor's change to a client (never a secret).
+func (p *Provider) auditClientChanged(ctx context.Context, actor, id string, detail map[string]any) error {
+	return p.recorder().Record(ctx, audit.Event{Type: audit.ClientChanged, Actor: actor, Client: id, Detail: detail})
 }

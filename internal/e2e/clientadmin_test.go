@@ -178,6 +178,7 @@ func TestClientAdmin(t *testing.T) {
 			issued := 0
 			for _, ev := range page.Items {
 				mustEqual(t, "event type", ev.Type, audit.ClientChanged)
+				mustEqual(t, "event actor", ev.Actor, "operator:bootstrap")
 				changes = append(changes, ev.Detail["change"].(string))
 				if ev.Detail["new_client_credential"] == true {
 					issued++
