@@ -267,7 +267,11 @@ func encryptAssertion(sp ServiceProvider, assertionEl *etree.Element) (*etree.El
 	if err != nil {
 		return nil, fmt.Errorf("encrypt assertion: %w", err)
 	}
+	// rsa-oaep-mgf1p with SHA-1 as its digest: the key transport other
+	// SAML software reads (that URI fixes MGF1 to SHA-1, and Go's OAEP
+	// uses one hash for both; SHA-1 is sound inside OAEP).
 	enc := xmlenc.OAEP()
+	enc.DigestMethod = xmlenc.SHA1
 	enc.BlockCipher = aes128GCM{}
 	data, err := enc.Encrypt(md.EncryptionCerts[0], plain, nil)
 	if err != nil {
