@@ -554,62 +554,50 @@ func (c *Console) handleAssign(w http.ResponseWriter, r *http.Request) {
 
 // handleEndPosition ends one of the person's positions.
 func (c *Console) handleEndPosition(w http.ResponseWriter, r *http.Request) {
-	who := c.enterPost(w, r)
-	if who == nil {
-		return
-	}
-	uid := r.PathValue("uid")
-	// The position must belong to the person in the path.
-	ps, err := c.Policy.ListPositionsAs(r.Context(), who.actor, uid)
-	if err != nil {
-		c.fail(w, r, who, uid, err, map[string]string{})
-		return
-	}
-	if !slices.ContainsFunc(ps, func(x policy.Position) bool { return x.RoleID == r.PathValue("id") }) {
-		c.fail(w, r, who, uid, fmt.Errorf("end position: %w", store.ErrNotFound), map[string]string{})
-		return
-	}
-	p, err := c.Policy.EndPosition(r.Context(), who.actor, r.PathValue("id"))
-	if err != nil {
-		c.fail(w, r, who, uid, err, map[string]string{})
-		return
-	}
-	if err := c.record(r.Context(), who, "position", p.RoleID, p.PersonUID, p.OrgCode,
-		map[string]any{"ended_at": p.EndedAt.Format(time.RFC3339)}); err != nil {
-		c.unavailable(w, r, err)
-		return
-	}
-	http.Redirect(w, r, personURL(uid, "ended"), http.StatusSeeOther)
+	c.changePosition(w, r, "ended", func(ctx context.Context, who *ra, id string) (policy.Position, map[string]any, error) {
+		p, err := c.Policy.EndPosition(ctx, who.actor, id)
+		return p, map[string]any{"ended_at": p.EndedAt.Format(time.RFC3339)}, err
+	})
 }
 
 // handleApprovePosition approves a position waiting for a second RA
 // Manager (the two-person rule; policy refuses the one who asked).
 func (c *Console) handleApprovePosition(w http.ResponseWriter, r *http.Request) {
+	c.changePosition(w, r, "approved", func(ctx context.Context, who *ra, id string) (policy.Position, map[string]any, error) {
+		p, err := c.Policy.ApprovePosition(ctx, who.actor, id)
+		return p, map[string]any{"approved_by": p.ApprovedBy}, err
+	})
+}
+
+// changePosition applies change to the position in the path, which must
+// be the person's, records it and shows the person with message done.
+func (c *Console) changePosition(w http.ResponseWriter, r *http.Request, done string,
+	change func(ctx context.Context, who *ra, id string) (policy.Position, map[string]any, error)) {
 	who := c.enterPost(w, r)
 	if who == nil {
 		return
 	}
-	uid := r.PathValue("uid")
-	ps, err := c.Policy.ListPositionsAs(r.Context(), who.actor, uid)
+	ctx := r.Context()
+	uid, id := r.PathValue("uid"), r.PathValue("id")
+	ps, err := c.Policy.ListPositionsAs(ctx, who.actor, uid)
 	if err != nil {
 		c.fail(w, r, who, uid, err, map[string]string{})
 		return
 	}
-	if !slices.ContainsFunc(ps, func(x policy.Position) bool { return x.RoleID == r.PathValue("id") }) {
-		c.fail(w, r, who, uid, fmt.Errorf("approve position: %w", store.ErrNotFound), map[string]string{})
+	if !slices.ContainsFunc(ps, func(x policy.Position) bool { return x.RoleID == id }) {
+		c.fail(w, r, who, uid, fmt.Errorf("position: %w", store.ErrNotFound), map[string]string{})
 		return
 	}
-	p, err := c.Policy.ApprovePosition(r.Context(), who.actor, r.PathValue("id"))
+	p, after, err := change(ctx, who, id)
 	if err != nil {
 		c.fail(w, r, who, uid, err, map[string]string{})
 		return
 	}
-	if err := c.record(r.Context(), who, "position", p.RoleID, p.PersonUID, p.OrgCode,
-		map[string]any{"approved_by": p.ApprovedBy}); err != nil {
+	if err := c.record(ctx, who, "position", p.RoleID, p.PersonUID, p.OrgCode, after); err != nil {
 		c.unavailable(w, r, err)
 		return
 	}
-	http.Redirect(w, r, personURL(uid, "approved"), http.StatusSeeOther)
+	http.Redirect(w, r, personURL(uid, done), http.StatusSeeOther)
 }
 
 // handleRevoke revokes one of the person's security keys (a lost key).
