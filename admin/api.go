@@ -29,7 +29,7 @@ type InviteIssuer interface {
 
 // ClientRegistrar registers and changes relying parties (idp.Provider).
 type ClientRegistrar interface {
-	RegisterClient(ctx context.Context, c *idp.Client) (secret string, err error)
+	RegisterClientBy(ctx context.Context, actor string, c *idp.Client) (secret string, err error)
 	UpdateClient(ctx context.Context, actor, id string, patch map[string]json.RawMessage) (c *idp.Client, secret string, err error)
 	RotateClientSecret(ctx context.Context, actor, id string) (secret string, err error)
 	EndSecretOverlap(ctx context.Context, actor, id string) (had bool, err error)
@@ -305,12 +305,12 @@ func (a *API) createInvite(w http.ResponseWriter, r *http.Request, who actor) er
 	return reply(w, http.StatusCreated, map[string]any{"code": code, "url": url, "expires_at": exp.UTC()})
 }
 
-func (a *API) createClient(w http.ResponseWriter, r *http.Request, _ actor) error {
+func (a *API) createClient(w http.ResponseWriter, r *http.Request, who actor) error {
 	var c idp.Client
 	if err := decode(r, &c); err != nil {
 		return err
 	}
-	secret, err := a.Clients.RegisterClient(r.Context(), &c)
+	secret, err := a.Clients.RegisterClientBy(r.Context(), who.ID, &c)
 	if err != nil {
 		return err
 	}

@@ -171,10 +171,11 @@ func (p *Provider) auditRevoke(ctx context.Context, r *http.Request, err error) 
 	return p.recorder().Record(ctx, e)
 }
 
-// auditClientRegistered records a new client (never its secret).
-func (p *Provider) auditClientRegistered(ctx context.Context, c *Client) error {
+// auditClientRegistered records a new client (never its secret) and who
+// registered it, when known.
+func (p *Provider) auditClientRegistered(ctx context.Context, actor string, c *Client) error {
 	return p.recorder().Record(ctx, audit.Event{
-		Type: audit.ClientRegistered, Client: c.ID,
+		Type: audit.ClientRegistered, Actor: actor, Client: c.ID,
 		Detail: map[string]any{"name": c.Name, "redirect_uris": c.RedirectURIs, "grant_types": c.GrantTypes,
 			"auth_method": c.TokenEndpointAuthMethod, "required_aal": c.RequiredAAL},
 	})

@@ -157,6 +157,12 @@ func checkRedirectURI(raw string) string {
 // is stored. The secret is returned once. Validation problems are an
 // *apierror.Error (400 invalid_client_metadata).
 func (p *Provider) RegisterClient(ctx context.Context, c *Client) (string, error) {
+	return p.RegisterClientBy(ctx, "", c)
+}
+
+// RegisterClientBy is RegisterClient with the registering actor recorded
+// in client.registered (the admin API passes the operator).
+func (p *Provider) RegisterClientBy(ctx context.Context, actor string, c *Client) (string, error) {
 	if probs := ValidateClient(c); len(probs) > 0 {
 		return "", apierror.New(http.StatusBadRequest, "invalid_client_metadata", strings.Join(probs, "; "), nil)
 	}
@@ -196,7 +202,7 @@ func (p *Provider) RegisterClient(ctx context.Context, c *Client) (string, error
 		}
 		return "", fmt.Errorf("create client: %w", err)
 	}
-	if err := p.auditClientRegistered(ctx, c); err != nil {
+	if err := p.auditClientRegistered(ctx, actor, c); err != nil {
 		return "", err
 	}
 	return secret, nil

@@ -198,6 +198,10 @@ func TestClientAdmin(t *testing.T) {
 				t.Fatalf("client.changed events %v, want %v", changes, want)
 			}
 			mustEqual(t, "changes that issued a secret", issued, 1)
+			e.admin("GET", "/admin/v1/audit?type=client.registered&client="+url.QueryEscape(id), nil, 200, &page)
+			if len(page.Items) != 1 || page.Items[0].Actor != "operator:bootstrap" {
+				t.Fatalf("client.registered events %+v, want one by the operator", page.Items)
+			}
 		})
 	}
 }
