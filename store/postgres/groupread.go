@@ -116,9 +116,18 @@ func (g *groupReader) get(ctx context.Context, pool querier, hash []byte) (r *oa
 
 // read reads grp, then hands over to the group gathered meanwhile, if any.
 func (g *groupReader) read(pool querier, grp *readGroup) {
-	ctx, cancel := context.WithTimeout(context.Background(), groupReadTimeout)
-	grp.rows, grp.err = g.query(ctx, pool, grp.hashes)
-	cancel()
+	func() {
+		// A panic would leave the group's callers waiting and, in the
+		// goroutine that reads a later group, end the process.
+		defer func() {
+			if p := recover(); p != nil {
+				grp.rows, grp.err = nil, fmt.Errorf("group read: panic: %v", p)
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), groupReadTimeout)
+		defer cancel()
+		grp.rows, grp.err = g.query(ctx, pool, grp.hashes)
+	}()
 	close(grp.done)
 	g.mu.Lock()
 	next := g.pending

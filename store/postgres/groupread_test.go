@@ -141,3 +141,28 @@ func TestGroupReadSQL(t *testing.T) {
 		}
 	}
 }
+
+// panicQuerier panics on every query.
+type panicQuerier struct{ querier }
+
+func (panicQuerier) Query(context.Context, string, ...any) (pgx.Rows, error) { panic("driver bug") }
+
+// TestGroupReadPanic: a panic while reading fails that group's look-ups
+// with an error and leaves the reader usable.
+func TestGroupReadPanic(t *testing.T) {
+	s, req := oauthTestStore(t)
+	ctx := context.Background()
+	if err := s.CreateAccessTokenSession(ctx, "sig", req); err != nil {
+		t.Fatal(err)
+	}
+	g := &groupReader{kind: idp.TokenKindAccess}
+	if _, grouped, err := g.get(ctx, panicQuerier{}, oauthHash("sig")); !grouped || err == nil || !strings.Contains(err.Error(), "panic") {
+		t.Fatalf("look-up through a panicking driver: grouped %v, err %v", grouped, err)
+	}
+	if r, _, err := g.get(ctx, s.pool, oauthHash("sig")); err != nil || r.requestID != req.ID {
+		t.Fatalf("look-up after the panic: %+v, %v", r, err)
+	}
+	if g.reading != 0 {
+		t.Fatalf("%d reads still counted in flight", g.reading)
+	}
+}

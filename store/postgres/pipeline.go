@@ -241,18 +241,29 @@ func (ps *pipeSender) send(ctx context.Context, pool *pgxpool.Pool, p *pipeline)
 
 // flush sends g, then hands over to the group gathered meanwhile, if any.
 func (ps *pipeSender) flush(pool *pgxpool.Pool, g *pipeGroup) {
-	ctx, cancel := context.WithTimeout(context.Background(), pipeSendTimeout)
 	g.errs = make([]error, len(g.members))
-	if err := sendWrites(ctx, pool, g.members...); err != nil {
-		if len(g.members) == 1 {
-			g.errs[0] = err
-		} else {
-			for i, m := range g.members {
-				g.errs[i] = sendWrites(ctx, pool, m)
+	func() {
+		// A panic would leave the group's callers waiting and, in the
+		// goroutine that sends a later group, end the process.
+		defer func() {
+			if p := recover(); p != nil {
+				for i := range g.errs {
+					g.errs[i] = fmt.Errorf("send pipeline: panic: %v", p)
+				}
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), pipeSendTimeout)
+		defer cancel()
+		if err := sendWrites(ctx, pool, g.members...); err != nil {
+			if len(g.members) == 1 {
+				g.errs[0] = err
+			} else {
+				for i, m := range g.members {
+					g.errs[i] = sendWrites(ctx, pool, m)
+				}
 			}
 		}
-	}
-	cancel()
+	}()
 	close(g.done)
 	ps.mu.Lock()
 	next := ps.pending
@@ -270,7 +281,22 @@ func (ps *pipeSender) flush(pool *pgxpool.Pool, g *pipeGroup) {
 // implicit transaction. A fresh batch each time, because pgx keeps state
 // in a sent batch's queries.
 func sendWrites(ctx context.Context, pool *pgxpool.Pool, ps ...*pipeline) error {
-	return sendMerged(ctx, pool, orderWrites(ps))
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	sent := false
+	defer func() {
+		if !sent {
+			// A panic in the middle of a batch leaves the connection in
+			// an unknown state: close it, so the pool drops it.
+			_ = c.Conn().Close(context.Background())
+		}
+		c.Release()
+	}()
+	err = sendMerged(ctx, c, orderWrites(ps))
+	sent = true
+	return err
 }
 
 // batchSender is a pool or a transaction.

@@ -2,14 +2,17 @@ package postgres
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 
 	"github.com/nhsid/nhsid/audit"
+	"github.com/nhsid/nhsid/internal/testdb"
 	"github.com/nhsid/nhsid/policy"
 )
 
@@ -328,5 +331,34 @@ func TestPipelineMergedGroup(t *testing.T) {
 	}
 	if got := s.countRows(t, `SELECT count(DISTINCT request_id) FROM audit_events WHERE client = 'merge-client'`); got != n {
 		t.Fatalf("%d distinct audited requests, want %d", got, n)
+	}
+}
+
+// panicValuer panics when pgx encodes it, as a driver or codec bug would.
+type panicValuer struct{}
+
+func (panicValuer) Value() (driver.Value, error) { panic("codec bug") }
+
+// TestPipelinePanic: a panic while a grouped send encodes or runs fails
+// that pipeline with an error instead of ending the process, and the
+// sender goes on working.
+func TestPipelinePanic(t *testing.T) {
+	s := New(testdb.Pool(t))
+	ctx, err := s.BeginPipeline(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.execNoAnswer(ctx, `SELECT $1::text`, panicValuer{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendPipeline(ctx); err == nil || !strings.Contains(err.Error(), "panic") {
+		t.Fatalf("send with a panicking argument: %v", err)
+	}
+	ctx, _ = s.BeginPipeline(context.Background())
+	if err := s.execNoAnswer(ctx, `SELECT $1::text`, "fine"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendPipeline(ctx); err != nil {
+		t.Fatalf("send after the panic: %v", err)
 	}
 }
