@@ -45,15 +45,22 @@ func runNhsid(t *testing.T, env []string, args ...string) (string, int) {
 // TestAuditCommands: verify passes, export streams JSON Lines, and after a
 // superuser rewrite that re-hashes the chain, verify against the exported
 // checkpoints fails at the checkpoint; a plain tamper fails at the record.
-func TestAuditCommands(t *testing.T) {
-	ctx := context.Background()
+// auditDB is a throwaway migrated database: its URL for the CLI, and a
+// pool and store for the test's own records.
+func auditDB(t *testing.T) (string, *pgxpool.Pool, *postgres.Store) {
+	t.Helper()
 	u := testdb.URL(t)
-	pool, err := pgxpool.New(ctx, u)
+	pool, err := pgxpool.New(context.Background(), u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
-	s := postgres.New(pool)
+	t.Cleanup(pool.Close)
+	return u, pool, postgres.New(pool)
+}
+
+func TestAuditCommands(t *testing.T) {
+	ctx := context.Background()
+	u, pool, s := auditDB(t)
 	l := audit.NewLog(s, audit.Options{})
 	for i := range 5 {
 		if err := l.Record(ctx, audit.Event{Type: audit.TokenIssued, Subject: "555000000001", Client: "c", Detail: map[string]any{"i": i}}); err != nil {

@@ -12,11 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/nhsid/nhsid/audit"
-	"github.com/nhsid/nhsid/internal/testdb"
-	"github.com/nhsid/nhsid/store/postgres"
 )
 
 // TestAuditFollow: `nhsid audit follow --state-file` streams the sealed
@@ -24,13 +20,7 @@ import (
 // SIGINT with its position saved, and resumes there.
 func TestAuditFollow(t *testing.T) {
 	ctx := context.Background()
-	u := testdb.URL(t)
-	pool, err := pgxpool.New(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	s := postgres.New(pool)
+	u, _, s := auditDB(t)
 	l := audit.NewLog(s, audit.Options{})
 	sealer := &audit.Sealer{Store: s}
 	add := func(n int) {
