@@ -48,19 +48,12 @@ func (e *env) ccStatus(id, secret string) int {
 // and the decoded error code, if any.
 func (e *env) adminStatus(method, path, body string) (int, string) {
 	e.t.Helper()
-	req, _ := http.NewRequest(method, e.adm.URL+path, bytes.NewReader([]byte(body)))
-	req.Header.Set("Authorization", "Bearer "+e.adminToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	status, raw := e.adminCall(method, path, "application/json", []byte(body))
 	var out struct {
 		Error string `json:"error"`
 	}
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out.Error
+	_ = json.Unmarshal(raw, &out)
+	return status, out.Error
 }
 
 // TestClientAdmin: an operator changes a registered client through the

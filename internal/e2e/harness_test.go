@@ -151,31 +151,46 @@ func tail(s string, n int) string {
 	return s
 }
 
-// admin calls the admin API and decodes the JSON reply into out.
+// admin calls the admin API with body as JSON and decodes the JSON reply
+// into out.
 func (e *env) admin(method, path string, body any, want int, out any) {
 	e.t.Helper()
-	var rd io.Reader
+	var raw []byte
 	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+		raw, _ = json.Marshal(body)
 	}
-	req, _ := http.NewRequest(method, e.adm.URL+path, rd)
-	req.Header.Set("Authorization", "Bearer "+e.adminToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		e.t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, raw)
+	e.adminRaw(method, path, "application/json", raw, want, out)
+}
+
+// adminRaw calls the admin API with a raw body, fails unless the status is
+// want, and decodes the JSON reply into out.
+func (e *env) adminRaw(method, path, ctype string, body []byte, want int, out any) {
+	e.t.Helper()
+	status, raw := e.adminCall(method, path, ctype, body)
+	if status != want {
+		e.t.Fatalf("%s %s: status %d, want %d: %s", method, path, status, want, raw)
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
 			e.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
 		}
 	}
+}
+
+// adminCall calls the admin API as the operator and returns the status
+// and the body.
+func (e *env) adminCall(method, path, ctype string, body []byte) (int, []byte) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.adm.URL+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e.adminToken)
+	req.Header.Set("Content-Type", ctype)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw
 }
 
 type person struct {

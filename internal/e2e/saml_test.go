@@ -137,28 +137,6 @@ func (e *env) newSP(signRequests bool) *testSP {
 	return sp
 }
 
-// adminRaw calls the admin API with a raw body.
-func (e *env) adminRaw(method, path, ctype string, body []byte, want int, out any) {
-	e.t.Helper()
-	req, _ := http.NewRequest(method, e.adm.URL+path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+e.adminToken)
-	req.Header.Set("Content-Type", ctype)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		e.t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, raw)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			e.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
-		}
-	}
-}
-
 // samlFetch GETs u (absolute) with b's cookies, not following redirects, and
 // returns the response with its body read.
 func (b *browser) samlFetch(u string) (*http.Response, []byte) {
