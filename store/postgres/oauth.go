@@ -318,14 +318,20 @@ func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) 
 	// "AND active": of two exchanges of one code that both read it active,
 	// the second waits for the first's row lock, then finds the code spent
 	// and fails (read committed re-checks the condition on the new row).
-	dropReadAhead(ctx, idp.TokenKindCode, oauthHash(sig))
-	tag, err := s.db(ctx).Exec(ctx,
-		`UPDATE oauth_tokens SET active = false WHERE kind = $1 AND signature_hash = $2 AND active`,
-		idp.TokenKindCode, oauthHash(sig))
+	hash := oauthHash(sig)
+	spent, handled, err := s.spendCode(ctx, hash) // with its PKCE and OIDC rows (readahead.go)
+	dropReadAhead(ctx, idp.TokenKindCode, hash)
+	if !handled && err == nil {
+		var tag pgconn.CommandTag
+		tag, err = s.db(ctx).Exec(ctx,
+			`UPDATE oauth_tokens SET active = false WHERE kind = $1 AND signature_hash = $2 AND active`,
+			idp.TokenKindCode, hash)
+		spent = tag.RowsAffected() > 0
+	}
 	if err != nil {
 		return oauthErr("invalidate authorize code", err)
 	}
-	if tag.RowsAffected() == 0 {
+	if !spent {
 		var spent bool
 		if err := s.db(ctx).QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM oauth_tokens WHERE kind = $1 AND signature_hash = $2)`,
 			idp.TokenKindCode, oauthHash(sig)).Scan(&spent); err != nil {
@@ -353,6 +359,9 @@ func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, session f
 
 // DeletePKCERequestSession removes the PKCE request.
 func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
+	if deferPKCEDelete(ctx, oauthHash(sig)) { // to the code's spend (readahead.go)
+		return nil
+	}
 	return s.deleteOAuth(ctx, idp.TokenKindPKCE, sig)
 }
 
@@ -373,6 +382,9 @@ func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, req fo
 
 // DeleteOpenIDConnectSession removes the OIDC request.
 func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	if spentOIDCDelete(ctx, oauthHash(code)) { // went with the code's spend (readahead.go)
+		return nil
+	}
 	return s.deleteOAuth(ctx, idp.TokenKindOIDC, code)
 }
 

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"sync"
 
@@ -13,6 +14,14 @@ import (
 // four look-ups of rows written together. WithCodeReadAhead lets the first
 // of them read all three in one statement and the rest be answered from
 // that read, for the one token request whose context carries it.
+//
+// The exchange also deletes the PKCE row (before the code is spent) and the
+// OpenID Connect row (after): two statements and two commits of their own.
+// In a read-ahead context both go with the code's spend instead, in the
+// statement that spends it (spendCode), so they commit or roll back with
+// it: the PKCE delete is put off, and reads as done in the context at once;
+// the OpenID Connect row, which fosite reads after the spend to sign the
+// ID token, stays readable in the context until fosite deletes it.
 
 type readAheadKey struct{}
 
@@ -20,9 +29,13 @@ type readAheadKey struct{}
 type codeReadAhead struct {
 	oidcHash []byte // oauthHash(code): the OpenID Connect row's key
 
-	mu   sync.Mutex
-	read bool
-	rows map[string]*oauthRow // by readAheadKeyOf; nil: no such row
+	mu       sync.Mutex
+	read     bool
+	codeHash []byte               // the code and PKCE rows' key, once read
+	rows     map[string]*oauthRow // by readAheadKeyOf; nil: no such row
+
+	pkcePending bool // the PKCE row's delete waits for the code's spend
+	oidcSpent   bool // the OpenID Connect row went with the code's spend
 }
 
 func readAheadKeyOf(kind string, hash []byte) string { return kind + "\x00" + string(hash) }
@@ -62,6 +75,7 @@ func (s *Store) readAhead(ctx context.Context, kind string, hash []byte) (r *oau
 			return nil, true, err
 		}
 		ra.rows = rows
+		ra.codeHash = hash
 	}
 	r, ok = ra.rows[readAheadKeyOf(kind, hash)]
 	if ok && r == nil {
@@ -109,4 +123,95 @@ func dropReadAhead(ctx context.Context, kind string, hash []byte) {
 	ra.mu.Lock()
 	delete(ra.rows, readAheadKeyOf(kind, hash))
 	ra.mu.Unlock()
+}
+
+// codeReadAheadOf returns ctx's read-ahead if it has read the rows of the
+// code whose hash is codeHash.
+func codeReadAheadOf(ctx context.Context, codeHash []byte) (*codeReadAhead, bool) {
+	ra, has := ctx.Value(readAheadKey{}).(*codeReadAhead)
+	if !has {
+		return nil, false
+	}
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	return ra, ra.read && bytes.Equal(ra.codeHash, codeHash)
+}
+
+// deferPKCEDelete puts off the delete of the PKCE row of codeHash to the
+// code's spend, if ctx's read-ahead holds that row; from now on it reads
+// as absent in ctx. ok is false when the caller must delete it at once.
+func deferPKCEDelete(ctx context.Context, codeHash []byte) bool {
+	ra, ok := codeReadAheadOf(ctx, codeHash)
+	if !ok {
+		return false
+	}
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	key := readAheadKeyOf(idp.TokenKindPKCE, codeHash)
+	if r, held := ra.rows[key]; !held || r == nil {
+		return false
+	}
+	ra.rows[key] = nil
+	ra.pkcePending = true
+	return true
+}
+
+// spendCodeSQL spends an active code ($1, $2) and, only if it did, deletes
+// its PKCE row ($3, empty for none) and its OpenID Connect row ($4, $5;
+// $4 empty for none), all in one statement; it answers whether the code
+// was spent.
+const spendCodeSQL = `WITH spent AS (
+		UPDATE oauth_tokens SET active = false WHERE kind = $1 AND signature_hash = $2 AND active RETURNING 1),
+	pkce AS (DELETE FROM oauth_tokens WHERE kind = $3 AND signature_hash = $2 AND EXISTS (SELECT 1 FROM spent)),
+	oidc AS (DELETE FROM oauth_tokens WHERE kind = $4 AND signature_hash = $5 AND EXISTS (SELECT 1 FROM spent))
+	SELECT EXISTS (SELECT 1 FROM spent)`
+
+// spendCode spends the code of codeHash with its deferred PKCE delete and
+// its OpenID Connect row, if ctx's read-ahead is of that code and either
+// is to go; handled is false when the caller must spend it alone.
+func (s *Store) spendCode(ctx context.Context, codeHash []byte) (spent, handled bool, err error) {
+	ra, ok := codeReadAheadOf(ctx, codeHash)
+	if !ok {
+		return false, false, nil
+	}
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	var pkceKind, oidcKind string
+	if ra.pkcePending {
+		pkceKind = idp.TokenKindPKCE
+	}
+	// The OpenID Connect row goes only if ctx answers its look-ups: fosite
+	// reads it after the spend.
+	if r := ra.rows[readAheadKeyOf(idp.TokenKindOIDC, ra.oidcHash)]; r != nil {
+		oidcKind = idp.TokenKindOIDC
+	}
+	if pkceKind == "" && oidcKind == "" {
+		return false, false, nil
+	}
+	if err := s.db(ctx).QueryRow(ctx, spendCodeSQL,
+		idp.TokenKindCode, codeHash, pkceKind, oidcKind, ra.oidcHash).Scan(&spent); err != nil {
+		return false, true, err
+	}
+	if spent {
+		ra.pkcePending = false
+		ra.oidcSpent = oidcKind != ""
+	}
+	return spent, true, nil
+}
+
+// spentOIDCDelete answers the delete of the OpenID Connect row of oidcHash
+// if it went with the code's spend in ctx: from now on it reads as absent
+// in ctx too.
+func spentOIDCDelete(ctx context.Context, oidcHash []byte) bool {
+	ra, has := ctx.Value(readAheadKey{}).(*codeReadAhead)
+	if !has {
+		return false
+	}
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	if !ra.oidcSpent || !bytes.Equal(ra.oidcHash, oidcHash) {
+		return false
+	}
+	ra.rows[readAheadKeyOf(idp.TokenKindOIDC, oidcHash)] = nil
+	return true
 }

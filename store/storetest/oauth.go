@@ -605,9 +605,25 @@ func testOAuthCodeReadAhead(t *testing.T, s OAuthStore) {
 	oauthOK(t, "invalidate", s.InvalidateAuthorizeCodeSession(ctx, "ra-sig"))
 	_, err = s.GetAuthorizeCodeSession(ctx, "ra-sig", openid.NewDefaultSession())
 	oauthWantErr(t, "get invalidated code", err, fosite.ErrInvalidatedAuthorizeCode)
+	oauthWantErr(t, "invalidate again", s.InvalidateAuthorizeCodeSession(ctx, "ra-sig"), fosite.ErrInvalidatedAuthorizeCode)
+	// fosite reads the OIDC row after the code is spent, to sign the ID token.
+	tokenReq = fosite.NewAccessRequest(openid.NewDefaultSession())
+	got, err = s.GetOpenIDConnectSession(ctx, "ra-code.ra-sig", tokenReq)
+	oauthOK(t, "get oidc after the spend", err)
+	oauthCheckRequest(t, got, req)
+	if tokenReq.GetSession().GetSubject() != "555000000001" {
+		t.Errorf("oidc session after the spend not decoded into the requester's session")
+	}
 	oauthOK(t, "delete oidc", s.DeleteOpenIDConnectSession(ctx, "ra-code.ra-sig"))
 	_, err = s.GetOpenIDConnectSession(ctx, "ra-code.ra-sig", fosite.NewAccessRequest(openid.NewDefaultSession()))
 	oauthWantErr(t, "get deleted oidc", err, fosite.ErrNotFound)
+	// The deletes and the spend are in the store, not only in the context.
+	_, err = s.GetPKCERequestSession(oauthCtx(), "ra-sig", openid.NewDefaultSession())
+	oauthWantErr(t, "get deleted pkce afresh", err, fosite.ErrNotFound)
+	_, err = s.GetOpenIDConnectSession(oauthCtx(), "ra-code.ra-sig", fosite.NewAccessRequest(openid.NewDefaultSession()))
+	oauthWantErr(t, "get deleted oidc afresh", err, fosite.ErrNotFound)
+	_, err = s.GetAuthorizeCodeSession(oauthCtx(), "ra-sig", openid.NewDefaultSession())
+	oauthWantErr(t, "get invalidated code afresh", err, fosite.ErrInvalidatedAuthorizeCode)
 
 	// A code without PKCE or OIDC rows, and a code the read-ahead was not for.
 	ctx = store.WithCodeReadAhead(oauthCtx(), s, "plain-code.plain-sig")
