@@ -353,40 +353,71 @@ func sameShape(ps []*pipeline) bool {
 	return true
 }
 
-// maxInsertRows caps the rows of one merged INSERT. Runs are cut into
-// power-of-two sizes, so that few distinct statements reach pgx's
-// statement cache.
-const maxInsertRows = 64
+// maxInsertRows caps the rows of one merged INSERT, and exactInsertRows
+// is the most rows an INSERT of exactly its rows may have: a longer run is
+// cut into power-of-two sizes, so that few distinct statements reach
+// pgx's statement cache.
+const (
+	maxInsertRows   = 64
+	exactInsertRows = 8
+)
 
-// mergeWrites turns each run of consecutive row inserts with the same head
-// into multi-row INSERTs; other writes pass through.
+// mergeWrites turns the row inserts of each run of them (the writes
+// between two other writes) into multi-row INSERTs, one per head in the
+// order the heads first appear; other writes pass through. Inserts of one
+// run may change order: each is a fresh row, and no table they write
+// refers to another's rows.
 func mergeWrites(ws []queuedWrite) []queuedWrite {
 	out := make([]queuedWrite, 0, len(ws))
 	for i := 0; i < len(ws); {
-		w := ws[i]
-		if w.head == "" {
-			out = append(out, w)
+		if ws[i].head == "" {
+			out = append(out, ws[i])
 			i++
 			continue
 		}
 		j := i
-		for j < len(ws) && ws[j].head == w.head && ws[j].width == w.width {
+		for j < len(ws) && ws[j].head != "" {
 			j++
 		}
-		args := make([]any, 0, (j-i)*w.width)
-		for _, x := range ws[i:j] {
-			args = append(args, x.args...)
+		run := ws[i:j]
+		merged := make([]bool, len(run)) // into an earlier insert of its head
+		for k, w := range run {
+			if merged[k] {
+				continue
+			}
+			n := 0
+			for _, x := range run[k:] {
+				if x.head == w.head && x.width == w.width {
+					n += len(x.args)
+				}
+			}
+			args := make([]any, 0, n)
+			for m := k; m < len(run); m++ {
+				if x := run[m]; x.head == w.head && x.width == w.width {
+					args = append(args, x.args...)
+					merged[m] = true
+				}
+			}
+			out = appendInserts(out, w.head, w.width, args)
 		}
-		for rows := len(args) / w.width; rows > 0; {
-			chunk := maxInsertRows
+		i = j
+	}
+	return out
+}
+
+// appendInserts appends INSERTs of args, rows of width, to out.
+func appendInserts(out []queuedWrite, head string, width int, args []any) []queuedWrite {
+	for rows := len(args) / width; rows > 0; {
+		chunk := rows
+		if rows > exactInsertRows {
+			chunk = maxInsertRows
 			for chunk > rows {
 				chunk /= 2
 			}
-			n := chunk * w.width
-			out = append(out, queuedWrite{sql: insertSQL(w.head, w.width, chunk), args: args[:n:n]})
-			args, rows = args[n:], rows-chunk
 		}
-		i = j
+		n := chunk * width
+		out = append(out, queuedWrite{sql: insertSQL(head, width, chunk), args: args[:n:n]})
+		args, rows = args[n:], rows-chunk
 	}
 	return out
 }

@@ -249,19 +249,25 @@ func TestMergeWrites(t *testing.T) {
 			pipe(ins(a, 2), exec("UPDATE x", 2), ins(b, 3, 4)),
 			pipe(ins(a, 3), exec("UPDATE x", 3), ins(b, 5, 6)),
 		}, []stmt{
-			{a + "($1,$2),($3,$4)", "[1 -1 2 -2]"},
-			{a + "($1,$2)", "[3 -3]"},
+			{a + "($1,$2),($3,$4),($5,$6)", "[1 -1 2 -2 3 -3]"},
 			{"UPDATE x", "[1]"}, {"UPDATE x", "[2]"}, {"UPDATE x", "[3]"},
-			{b + "($1,$2),($3,$4),($5,$6),($7,$8)", "[1 -1 2 -2 3 -3 4 -4]"},
-			{b + "($1,$2),($3,$4)", "[5 -5 6 -6]"},
+			{b + "($1,$2),($3,$4),($5,$6),($7,$8),($9,$10),($11,$12)", "[1 -1 2 -2 3 -3 4 -4 5 -5 6 -6]"},
 		}},
-		{"shapes differ: pipeline by pipeline, like neighbours merged", []*pipeline{
+		{"shapes differ: pipeline by pipeline, like inserts of a run merged", []*pipeline{
 			pipe(ins(a, 1), ins(a, 2)),
 			pipe(ins(b, 3), ins(a, 4)),
 		}, []stmt{
-			{a + "($1,$2),($3,$4)", "[1 -1 2 -2]"},
+			{a + "($1,$2),($3,$4),($5,$6)", "[1 -1 2 -2 4 -4]"},
 			{b + "($1,$2)", "[3 -3]"},
+		}},
+		{"one request: inserts merge across other inserts, never across another write", []*pipeline{
+			pipe(ins(a, 1), ins(b, 2), ins(a, 3), exec("UPDATE x", 1), ins(a, 4), ins(b, 5), ins(b, 6)),
+		}, []stmt{
+			{a + "($1,$2),($3,$4)", "[1 -1 3 -3]"},
+			{b + "($1,$2)", "[2 -2]"},
+			{"UPDATE x", "[1]"},
 			{a + "($1,$2)", "[4 -4]"},
+			{b + "($1,$2),($3,$4)", "[5 -5 6 -6]"},
 		}},
 	}
 	for _, tt := range tests {
@@ -272,17 +278,27 @@ func TestMergeWrites(t *testing.T) {
 			}
 		})
 	}
-	// A long run is cut at maxInsertRows.
-	var long []queuedWrite
-	for i := range maxInsertRows + 3 {
-		long = append(long, ins(a, i))
-	}
-	var sizes []int
-	for _, w := range mergeWrites(long) {
-		sizes = append(sizes, len(w.args)/2)
-	}
-	if fmt.Sprint(sizes) != fmt.Sprint([]int{maxInsertRows, 2, 1}) {
-		t.Fatalf("statement sizes %v", sizes)
+	// A long run is cut at maxInsertRows, and what is longer than
+	// exactInsertRows into power-of-two sizes.
+	for rows, want := range map[int][]int{
+		3:                    {3},
+		exactInsertRows:      {exactInsertRows},
+		exactInsertRows + 5:  {exactInsertRows, 5},
+		maxInsertRows - 1:    {32, 16, 8, 7},
+		maxInsertRows + 3:    {maxInsertRows, 3},
+		2*maxInsertRows + 11: {maxInsertRows, maxInsertRows, exactInsertRows, 3},
+	} {
+		var long []queuedWrite
+		for i := range rows {
+			long = append(long, ins(a, i))
+		}
+		var sizes []int
+		for _, w := range mergeWrites(long) {
+			sizes = append(sizes, len(w.args)/2)
+		}
+		if fmt.Sprint(sizes) != fmt.Sprint(want) {
+			t.Errorf("%d rows: statement sizes %v, want %v", rows, sizes, want)
+		}
 	}
 }
 
