@@ -27,6 +27,7 @@ const (
 	TokenIssued         Type = "token.issued"
 	TokenRefreshed      Type = "token.refreshed"
 	RefreshReused       Type = "refresh.reused"
+	CodeReused          Type = "code.reused" // Detail["grant_revoked"], Detail["concurrent"]
 	TokenRevoked        Type = "token.revoked"
 	Introspection       Type = "introspection"
 	Userinfo            Type = "userinfo"
@@ -46,7 +47,7 @@ const (
 
 var knownTypes = map[Type]bool{
 	SigninSuccess: true, SigninFailure: true, StepUp: true, RoleSelected: true, ClientFirstUse: true,
-	CodeIssued: true, TokenIssued: true, TokenRefreshed: true, RefreshReused: true, TokenRevoked: true,
+	CodeIssued: true, TokenIssued: true, TokenRefreshed: true, RefreshReused: true, CodeReused: true, TokenRevoked: true,
 	Introspection: true, Userinfo: true, SAMLAssertionIssued: true, Logout: true, Lockout: true,
 	Unlock: true, Enrolment: true, CredentialAdded: true, CredentialRevoked: true, AdminChange: true,
 	KeyRotated: true, ClientRegistered: true, ClientChanged: true, RetentionDeleted: true,

@@ -125,6 +125,37 @@ func (p *Provider) auditTokenRefused(ctx context.Context, r *http.Request, ar fo
 	}
 }
 
+// revokeGrant revokes the access and refresh tokens of a grant (a request
+// id) outside any transaction, and reports whether both revocations held.
+func (p *Provider) revokeGrant(ctx context.Context, requestID string) bool {
+	if requestID == "" {
+		return false
+	}
+	aerr := p.deps.Store.RevokeAccessToken(ctx, requestID)
+	rerr := p.deps.Store.RevokeRefreshToken(ctx, requestID)
+	if err := errors.Join(aerr, rerr); err != nil {
+		p.log.ErrorContext(ctx, "revoke the grant of a reused code", "err", err)
+		return false
+	}
+	return true
+}
+
+// auditCodeReused records a token request that presented an authorization
+// code already spent: a sign that the code leaked, or a client retrying.
+// concurrent tells a reuse racing the first exchange from a later one.
+func (p *Provider) auditCodeReused(ctx context.Context, r *http.Request, ar fosite.AccessRequester, revoked, concurrent bool) {
+	client := clientIDOf(ar)
+	if client == "" {
+		client = requestClientID(r)
+	}
+	if err := p.recorder().Record(ctx, audit.Event{
+		Type: audit.CodeReused, Outcome: audit.Denied, Client: client, Actor: client,
+		Subject: sessionOf(ar).GetSubject(), Detail: map[string]any{"grant_revoked": revoked, "concurrent": concurrent},
+	}); err != nil {
+		p.log.ErrorContext(ctx, "audit code reuse", "err", err)
+	}
+}
+
 // requestClientID is the client id a request names (basic auth or form);
 // for events only, never for authentication.
 func requestClientID(r *http.Request) string {

@@ -223,12 +223,14 @@ func unavailable(err error) bool { return errors.Is(err, store.ErrUnavailable) }
 
 func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	var reuse *codeReuse
 	switch r.PostFormValue("grant_type") {
 	case "refresh_token":
 		ctx = WithRefreshGrace(ctx, p.cfg.RefreshGrace)
 	case "authorization_code":
 		// fosite looks up the code's row twice, then its PKCE and OIDC rows
 		ctx = store.WithCodeReadAhead(ctx, p.deps.Store, r.PostFormValue("code"))
+		ctx, reuse = withCodeReuseNote(ctx)
 	}
 	sess := NewSession()
 	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
@@ -239,6 +241,10 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		}
 		p.log.InfoContext(ctx, "token request rejected", "err", err)
 		p.auditTokenRefused(ctx, r, ar, err)
+		if reuse != nil && reuse.seen.Load() {
+			// fosite found the code spent and revoked its grant.
+			p.auditCodeReused(ctx, r, ar, true, false)
+		}
 		p.oauth.WriteAccessError(ctx, w, ar, err)
 		return
 	}
@@ -269,8 +275,10 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 			// A concurrent exchange of the same code spent it first (the
 			// store's invalidation found it spent); fosite would call that
-			// a server error.
+			// a server error. As for a later reuse, which fosite handles,
+			// the grant the code bought is revoked (RFC 6749 section 4.1.2).
 			err = fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.").WithWrap(err)
+			p.auditCodeReused(ctx, r, ar, p.revokeGrant(ctx, ar.GetID()), true)
 		}
 		p.log.InfoContext(ctx, "token response failed", "err", err)
 		p.oauth.WriteAccessError(ctx, w, ar, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/ory/fosite"
@@ -87,6 +88,27 @@ type Store interface {
 }
 
 type graceKey struct{}
+
+type codeReuseKey struct{}
+
+// codeReuse notes, for one token request, that its code was found spent.
+type codeReuse struct{ seen atomic.Bool }
+
+// withCodeReuseNote returns ctx in which NoteCodeReused is remembered.
+func withCodeReuseNote(ctx context.Context) (context.Context, *codeReuse) {
+	n := &codeReuse{}
+	return context.WithValue(ctx, codeReuseKey{}, n), n
+}
+
+// NoteCodeReused tells the token request in ctx that its authorization
+// code was already spent: stores call it where GetAuthorizeCodeSession
+// answers fosite.ErrInvalidatedAuthorizeCode, so that the reuse, which
+// fosite answers with invalid_grant after revoking the grant, is audited.
+func NoteCodeReused(ctx context.Context) {
+	if n, ok := ctx.Value(codeReuseKey{}).(*codeReuse); ok {
+		n.seen.Store(true)
+	}
+}
 
 // WithRefreshGrace tells the store the refresh grace period for this request.
 func WithRefreshGrace(ctx context.Context, d time.Duration) context.Context {

@@ -220,6 +220,7 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, sig string, session
 		if err != nil {
 			return nil, err
 		}
+		idp.NoteCodeReused(ctx)
 		return req, fosite.ErrInvalidatedAuthorizeCode
 	}
 	if s.expired(t.expiresAt) {

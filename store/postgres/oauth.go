@@ -305,6 +305,7 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, sig string, session
 		if err != nil {
 			return nil, err
 		}
+		idp.NoteCodeReused(ctx)
 		return req, fosite.ErrInvalidatedAuthorizeCode
 	}
 	if r.expired(oauthNow()) {
