@@ -1,11 +1,13 @@
 package authn
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
@@ -242,7 +244,15 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("encode credential: %w", err))
 		return
 	}
-	stored, err = s.store.RecordCredentialUse(ctx, cred.ID, cred.Authenticator.SignCount, data, now)
+	// The credential's use, the session, the flow's sign-in and the audit
+	// event go together: in one write pipeline where the store has them
+	// (one round trip, one commit, all or nothing).
+	wctx, send, err := store.BeginWrites(ctx, s.store)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("sign-in writes: %w", err))
+		return
+	}
+	stored, err = s.recordCredentialUse(wctx, stored, cred.Authenticator.SignCount, data, now)
 	if errors.Is(err, store.ErrNotFound) {
 		err = errInvalidCredential(errors.New("credential revoked during sign-in"))
 	}
@@ -254,14 +264,6 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	sess, raw, err := s.newSession(ctx, r, prev, stored)
 	if err != nil {
 		s.fail(w, r, err)
-		return
-	}
-	// The session, the flow's sign-in and the audit event go together: in
-	// one write pipeline where the store has them (one round trip, one
-	// commit, all or nothing).
-	wctx, send, err := store.BeginWrites(ctx, s.store)
-	if err != nil {
-		s.fail(w, r, fmt.Errorf("sign-in writes: %w", err))
 		return
 	}
 	if err := s.store.CreateSession(wctx, sess); err != nil {
@@ -285,6 +287,33 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	s.riskLearn(ctx, rk)
 	s.log.Info("sign-in", "person", u.person.UID, "aal", sess.AAL, "sid", sess.SID, "credential", b64url(cred.ID))
 	writeJSON(w, map[string]string{"redirect": resumeURL(f.ResumeURL, f.ID)})
+}
+
+// credentialUseQueuer is a store that can record a credential's use in a
+// write pipeline, with the sign-in's other writes (store/postgres).
+type credentialUseQueuer interface {
+	// QueueCredentialUse queues what RecordCredentialUse writes, if ctx
+	// carries a write pipeline; queued is false when it does not. The
+	// write skips a credential revoked since it was read.
+	QueueCredentialUse(ctx context.Context, id []byte, signCount uint32, data []byte, at time.Time) (queued bool, err error)
+}
+
+// recordCredentialUse stores what a sign-in with stored changed (the
+// signature counter, the credential data, the time of use): in ctx's write
+// pipeline where the store has one, else at once (RecordCredentialUse,
+// which also fails for a credential revoked since it was read).
+func (s *Service) recordCredentialUse(ctx context.Context, stored Credential, signCount uint32, data []byte, at time.Time) (Credential, error) {
+	if q, ok := s.store.(credentialUseQueuer); ok {
+		queued, err := q.QueueCredentialUse(ctx, stored.ID, signCount, data, at)
+		if err != nil {
+			return stored, err
+		}
+		if queued {
+			stored.SignCount, stored.Data, stored.LastUsedAt = signCount, data, at
+			return stored, nil
+		}
+	}
+	return s.store.RecordCredentialUse(ctx, stored.ID, signCount, data, at)
 }
 
 // resumeURL appends the flow id to the caller's resume URL.

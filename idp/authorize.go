@@ -218,7 +218,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 				p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 				return
 			}
-			p.issue(w, r, ar, client, sess, acr, requestedAt, out.RoleID)
+			p.issue(w, r, ar, client, sess, acr, requestedAt, out.RoleID, "")
 			return
 		}
 		preAuth = sess
@@ -343,11 +343,11 @@ func (p *Provider) handleResume(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, selectRoleURL(flow.ID), http.StatusFound)
 		return
 	}
-	if err := p.deps.Authn.FinishFlow(ctx, flow.ID); err != nil {
-		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
-		return
-	}
 	if out.Denied {
+		if err := p.deps.Authn.FinishFlow(ctx, flow.ID); err != nil {
+			p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+			return
+		}
 		p.denyAccess(w, r, ar, client)
 		return
 	}
@@ -355,11 +355,12 @@ func (p *Provider) handleResume(w http.ResponseWriter, r *http.Request) {
 		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}
-	p.issue(w, r, ar, client, sess, acr, flow.RequestedAt, out.RoleID)
+	p.issue(w, r, ar, client, sess, acr, flow.RequestedAt, out.RoleID, flow.ID)
 }
 
-// issue completes an authorize request for an authenticated session.
-func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *Client, as *authn.Session, acr acrRequest, requestedAt time.Time, roleID string) {
+// issue completes an authorize request for an authenticated session; the
+// sign-in flow it ends, if any (flowID), goes with the code it writes.
+func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *Client, as *authn.Session, acr acrRequest, requestedAt time.Time, roleID, flowID string) {
 	ctx := r.Context()
 	person, err := p.deps.People.GetPerson(ctx, as.PersonUID)
 	if err != nil {
@@ -404,14 +405,20 @@ func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.Autho
 		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
 		return
 	}
-	// The code's rows (code, PKCE, OIDC), its audit events and the session
-	// participant are written together: in one write pipeline where the
-	// store offers it (one round trip and one commit, shared with other
-	// requests'), else one by one as before.
+	// The code's rows (code, PKCE, OIDC), its audit events, the session
+	// participant and the end of the flow are written together: in one
+	// write pipeline where the store offers it (one round trip and one
+	// commit, shared with other requests'), else one by one as before.
 	wctx, send, err := store.BeginWrites(ctx, p.deps.Store)
 	if err != nil {
 		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 		return
+	}
+	if flowID != "" {
+		if err := p.deps.Authn.FinishFlow(wctx, flowID); err != nil {
+			p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+			return
+		}
 	}
 	resp, err := p.oauth.NewAuthorizeResponse(wctx, ar, sess)
 	if err != nil {

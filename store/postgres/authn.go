@@ -103,6 +103,18 @@ func (s *Store) RecordCredentialUse(ctx context.Context, id []byte, signCount ui
 	return c, nil
 }
 
+// QueueCredentialUse queues, in ctx's write pipeline, what
+// RecordCredentialUse writes (skipping a credential revoked meanwhile);
+// queued is false without a pipeline.
+func (s *Store) QueueCredentialUse(ctx context.Context, id []byte, signCount uint32, data []byte, at time.Time) (bool, error) {
+	p, ok := pipelineOf(ctx)
+	if !ok {
+		return false, nil
+	}
+	return true, p.queue(queuedWrite{sql: `UPDATE credentials SET sign_count = $2, data = $3, last_used_at = $4
+		WHERE id = $1 AND revoked_at IS NULL`, args: []any{id, int64(signCount), data, nullTime(at)}})
+}
+
 // ---- invites ----
 
 const inviteColumns = `code_hash, person_uid, created_by, created_at, expires_at, used_at`
@@ -330,9 +342,10 @@ func (s *Store) SetFlowSignIn(ctx context.Context, id, sid string, at time.Time)
 }
 
 // DeleteFlow implements authn.FlowStore. Deleting an unknown or already
-// deleted flow is not an error.
+// deleted flow is not an error. In a write pipeline it goes with the
+// pipeline (the code a flow's end issues, say).
 func (s *Store) DeleteFlow(ctx context.Context, id string) error {
-	if _, err := s.db(ctx).Exec(ctx, `DELETE FROM flows WHERE id = $1`, id); err != nil {
+	if err := s.execNoAnswer(ctx, `DELETE FROM flows WHERE id = $1`, id); err != nil {
 		return fmt.Errorf("delete flow: %w", translate(err))
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/nhsid/nhsid/audit"
+	"github.com/nhsid/nhsid/authn"
 	"github.com/nhsid/nhsid/federation/saml"
 	"github.com/nhsid/nhsid/internal/testdb"
 	"github.com/nhsid/nhsid/policy"
@@ -85,5 +86,49 @@ func TestSettingWarnings(t *testing.T) {
 	}
 	if got, want := len(warnings) == 1, autovacuum == "off"; got != want {
 		t.Fatalf("autovacuum %s: warnings %q", autovacuum, warnings)
+	}
+}
+
+// TestQueueCredentialUse: a sign-in's credential use waits in its write
+// pipeline and commits with it; it leaves a credential revoked meanwhile
+// as it is; without a pipeline nothing is queued.
+func TestQueueCredentialUse(t *testing.T) {
+	s := postgres.New(testdb.Pool(t))
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	for _, id := range []string{"live", "revoked"} {
+		c := authn.Credential{ID: []byte(id), PersonUID: "555000000001", Name: id, AAL: 3,
+			AAGUID: make([]byte, 16), SignCount: 7, Data: []byte(`{"n":1}`), CreatedAt: t0}
+		if err := s.CreateCredential(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if queued, err := s.QueueCredentialUse(ctx, []byte("live"), 9, []byte(`{"n":2}`), t0.Add(time.Hour)); queued || err != nil {
+		t.Fatalf("without a pipeline: queued %v, %v", queued, err)
+	}
+	pctx, err := s.BeginPipeline(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"live", "revoked"} {
+		if queued, err := s.QueueCredentialUse(pctx, []byte(id), 9, []byte(`{"n":2}`), t0.Add(time.Hour)); !queued || err != nil {
+			t.Fatalf("%s: queued %v, %v", id, queued, err)
+		}
+	}
+	if c, _ := s.GetCredential(ctx, []byte("live")); c.SignCount != 7 {
+		t.Fatalf("written before the pipeline was sent: sign count %d", c.SignCount)
+	}
+	if _, err := s.UpdateCredential(ctx, []byte("revoked"), func(c *authn.Credential) error { c.RevokedAt = t0; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendPipeline(pctx); err != nil {
+		t.Fatal(err)
+	}
+	live, _ := s.GetCredential(ctx, []byte("live"))
+	if live.SignCount != 9 || string(live.Data) != `{"n":2}` || !live.LastUsedAt.Equal(t0.Add(time.Hour)) {
+		t.Errorf("live credential after the pipeline: %+v", live)
+	}
+	if revoked, _ := s.GetCredential(ctx, []byte("revoked")); revoked.SignCount != 7 || !revoked.LastUsedAt.IsZero() {
+		t.Errorf("revoked credential was written: %+v", revoked)
 	}
 }
