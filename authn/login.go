@@ -278,13 +278,14 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	learned := s.queueRiskLearn(wctx, rk)
 	if err := send(wctx); err != nil {
 		s.fail(w, r, fmt.Errorf("sign-in writes: %w", err))
 		return
 	}
 	s.setSessionCookie(w, sess, raw)
 	s.personSucceeded(ctx, u.person.UID, failures)
-	s.riskLearn(ctx, rk)
+	learned(ctx)
 	s.log.Info("sign-in", "person", u.person.UID, "aal", sess.AAL, "sid", sess.SID, "credential", b64url(cred.ID))
 	writeJSON(w, map[string]string{"redirect": resumeURL(f.ResumeURL, f.ID)})
 }

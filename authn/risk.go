@@ -252,13 +252,53 @@ func (s *Service) riskLearn(ctx context.Context, rk *riskResult) {
 	if rk == nil {
 		return
 	}
-	if err := s.risk.Store.UpdateRiskProfileFrom(ctx, rk.profile, func(p *policy.RiskProfile) error {
+	if err := s.risk.Store.UpdateRiskProfileFrom(ctx, rk.profile, s.riskUpdate(rk)); err != nil {
+		s.log.WarnContext(ctx, "risk: update profile", "person", rk.person, "err", err.Error())
+	}
+}
+
+// riskUpdate is what a successful sign-in teaches the profile.
+func (s *Service) riskUpdate(rk *riskResult) func(*policy.RiskProfile) error {
+	return func(p *policy.RiskProfile) error {
 		s.risk.Engine.Learn(p, rk.rc, rk.a)
 		s.risk.Engine.Record(p, rk.decision)
 		return nil
-	}); err != nil {
-		s.log.WarnContext(ctx, "risk: update profile", "person", rk.person, "err", err.Error())
 	}
+}
+
+// riskQueuer is a risk store that can queue a profile's update in a write
+// pipeline, with a sign-in's other writes (store/postgres).
+type riskQueuer interface {
+	// QueueRiskProfileUpdate queues UpdateRiskProfileFrom's write if ctx
+	// carries a write pipeline; complete, called after the pipeline was
+	// sent, finishes the update if the queued write did not apply.
+	QueueRiskProfileUpdate(ctx context.Context, read policy.RiskProfile, fn func(*policy.RiskProfile) error) (complete func(context.Context) error, queued bool, err error)
+}
+
+// queueRiskLearn queues riskLearn's write in wctx's write pipeline where
+// the store can, so that it commits with the session. The returned
+// function, called (with a context outside the pipeline) once the sign-in's
+// writes are sent, completes the learning: nothing more when the queued
+// write applied, else the usual update.
+func (s *Service) queueRiskLearn(wctx context.Context, rk *riskResult) func(context.Context) {
+	if rk == nil {
+		return func(context.Context) {}
+	}
+	if q, ok := s.risk.Store.(riskQueuer); ok {
+		complete, queued, err := q.QueueRiskProfileUpdate(wctx, rk.profile, s.riskUpdate(rk))
+		if err != nil {
+			s.log.WarnContext(wctx, "risk: update profile", "person", rk.person, "err", err.Error())
+			return func(context.Context) {}
+		}
+		if queued {
+			return func(ctx context.Context) {
+				if err := complete(ctx); err != nil {
+					s.log.WarnContext(ctx, "risk: update profile", "person", rk.person, "err", err.Error())
+				}
+			}
+		}
+	}
+	return func(ctx context.Context) { s.riskLearn(ctx, rk) }
 }
 
 // riskStepUpOptions limits a risk step-up ceremony to the person's AAL3

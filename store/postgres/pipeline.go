@@ -46,6 +46,10 @@ type queuedWrite struct {
 	args  []any
 	head  string
 	width int
+	// tag, if set (sql writes only), receives the write's command tag
+	// when its batch ran; a caller reads it once the send has succeeded
+	// (for a pipeline: committed).
+	tag *pgconn.CommandTag
 }
 
 // key tells writes that can merge apart: row inserts with one head merge.
@@ -307,10 +311,22 @@ type batchSender interface {
 // sendMerged sends ws, like inserts merged (mergeWrites), in one batch.
 func sendMerged(ctx context.Context, db batchSender, ws []queuedWrite) error {
 	var b pgx.Batch
-	for _, w := range mergeWrites(ws) {
+	merged := mergeWrites(ws)
+	for _, w := range merged {
 		b.Queue(w.sql, w.args...)
 	}
-	return db.SendBatch(ctx, &b).Close()
+	br := db.SendBatch(ctx, &b)
+	for _, w := range merged {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return err
+		}
+		if w.tag != nil {
+			*w.tag = tag
+		}
+	}
+	return br.Close()
 }
 
 // orderWrites lists the writes of ps. When they all have the same shape

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/nhsid/nhsid/policy"
 )
@@ -98,6 +99,38 @@ func (s *Store) updateRiskFrom(ctx context.Context, read policy.RiskProfile, fn 
 		}
 	}
 	return s.updateRiskLocked(ctx, uid, fn)
+}
+
+// QueueRiskProfileUpdate queues UpdateRiskProfileFrom's single UPDATE in
+// ctx's write pipeline, so that it commits with the pipeline's other
+// writes (a sign-in's session, say). queued is false without a pipeline or
+// for a profile not stored yet. After the pipeline is sent, complete must
+// be called: if the row had changed meanwhile, the update did not apply,
+// and complete runs the locked read-modify-write instead.
+func (s *Store) QueueRiskProfileUpdate(ctx context.Context, read policy.RiskProfile, fn func(*policy.RiskProfile) error) (complete func(context.Context) error, queued bool, err error) {
+	p, ok := pipelineOf(ctx)
+	if !ok || read.Version == "" {
+		return nil, false, nil
+	}
+	uid := read.PersonUID
+	np, raw, err := applyRisk(uid, read, fn)
+	if err != nil {
+		return nil, false, fmt.Errorf("update risk profile: %w", err)
+	}
+	tag := new(pgconn.CommandTag)
+	if err := p.queue(queuedWrite{sql: `UPDATE risk_profiles SET profile = $2, updated_at = $3
+		WHERE person_uid = $1 AND xmin = $4::xid`, args: []any{uid, raw, np.UpdatedAt.UTC(), read.Version}, tag: tag}); err != nil {
+		return nil, false, err
+	}
+	return func(ctx context.Context) error {
+		if tag.RowsAffected() == 1 {
+			return nil
+		}
+		if _, err := s.updateRiskLocked(ctx, uid, fn); err != nil {
+			return fmt.Errorf("update risk profile: %w", translate(err))
+		}
+		return nil
+	}, true, nil
 }
 
 // updateRiskLocked is the read-modify-write under the row's lock.
