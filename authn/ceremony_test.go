@@ -210,6 +210,23 @@ func TestLoginRefusals(t *testing.T) {
 		if s := b.session(t); s != nil {
 			t.Fatal("session after a tampered assertion")
 		}
+		// The failed attempt used the challenge up: even the right
+		// assertion for it is refused, and a new ceremony works.
+		if r := b.postJSON(t, "/webauthn/login/finish?flow="+flow, b.assertion(k, opts)); r.status != 400 || r.errorCode(t) != "invalid_request" {
+			t.Fatalf("finish after a failed attempt: %d %s", r.status, r.body)
+		}
+		if r := b.login(t, flow, k); r.status != 200 {
+			t.Fatalf("new ceremony: %d %s", r.status, r.body)
+		}
+	})
+	t.Run("expired challenge", func(t *testing.T) {
+		h, b, k := enrolled(t, virtualwebauthn.AuthenticatorOptions{})
+		flow := b.startFlow(t, 2)
+		_, opts := b.loginBegin(t, flow)
+		h.clock.Advance(authn.DefaultChallengeTTL)
+		if r := b.postJSON(t, "/webauthn/login/finish?flow="+flow, b.assertion(k, opts)); r.status != 400 || r.errorCode(t) != "invalid_request" {
+			t.Fatalf("expired challenge: %d %s", r.status, r.body)
+		}
 	})
 	t.Run("replayed assertion", func(t *testing.T) {
 		h, b, k := enrolled(t, virtualwebauthn.AuthenticatorOptions{})

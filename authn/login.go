@@ -42,11 +42,14 @@ func (s *Service) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// loginChallengeKey is where a flow's login challenge waits for finish.
+// loginChallengeKey is where a flow's login challenge waited for finish
+// before flows kept it themselves; finish still looks there for a ceremony
+// begun by an older nhsid during an upgrade.
 func loginChallengeKey(flowID string) string { return "login:" + flowID }
 
 // handleLoginBegin answers {"flow"} with request options for a discoverable
-// credential with user verification.
+// credential with user verification. The ceremony's state goes into the
+// flow, in the one write that also checks the flow's binding and expiry.
 func (s *Service) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Flow string `json:"flow"`
@@ -55,50 +58,87 @@ func (s *Service) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	f, err := s.LoadFlow(r, req.Flow)
+	if req.Flow == "" || len(req.Flow) > 128 {
+		s.fail(w, r, errInvalidFlow(errors.New("missing or oversized flow id")))
+		return
+	}
+	opts := []webauthn.LoginOption{webauthn.WithUserVerification(protocol.VerificationRequired)}
+	assertion, f, err := s.beginLogin(r, req.Flow, opts)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	opts := []webauthn.LoginOption{webauthn.WithUserVerification(protocol.VerificationRequired)}
 	if f.MinAAL >= AAL3 {
-		// Step-up: the person signed in at a lower level is asked for one
-		// of their own AAL3 keys.
-		sess, err := s.CurrentSession(r)
+		// A step-up's options depend on the flow and the person: begin
+		// again with them (the rarer path pays a second write).
+		more, err := s.stepUpOptions(r, f)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		if sess != nil && sess.AAL < AAL3 {
-			u, err := s.loadUser(r.Context(), sess.PersonUID)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
+		if len(more) > 0 {
+			if assertion, _, err = s.beginLogin(r, f.ID, append(opts, more...)); err != nil {
 				s.fail(w, r, err)
 				return
 			}
-			var allow []protocol.CredentialDescriptor
-			if u != nil {
-				for i, c := range u.creds {
-					if c.AAL >= AAL3 {
-						allow = append(allow, u.wcreds[i].Descriptor())
-					}
-				}
-			}
-			if len(allow) > 0 {
-				opts = append(opts, webauthn.WithAllowedCredentials(allow))
-			}
 		}
 	}
-	opts = append(opts, s.riskStepUpOptions(r, f)...)
+	writeJSON(w, assertion)
+}
+
+// beginLogin starts a login ceremony with opts and keeps its state in the
+// flow id, if the flow is this browser's and unexpired; else the error
+// says why (invalid_flow / expired_flow).
+func (s *Service) beginLogin(r *http.Request, id string, opts []webauthn.LoginOption) (*protocol.CredentialAssertion, *Flow, error) {
 	assertion, sd, err := s.wa.BeginDiscoverableLogin(opts...)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("begin login: %w", err))
-		return
+		return nil, nil, fmt.Errorf("begin login: %w", err)
 	}
-	if err := s.putChallenge(r, loginChallengeKey(f.ID), sd); err != nil {
-		s.fail(w, r, err)
-		return
+	data, err := json.Marshal(sd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode challenge: %w", err)
 	}
-	writeJSON(w, assertion)
+	now := s.now()
+	f, err := s.store.SetFlowLoginChallenge(r.Context(), id, hashToken(s.cookie(r, bindCookie)), data, now.Add(s.cfg.ChallengeTTL), now)
+	if errors.Is(err, store.ErrNotFound) {
+		if _, lerr := s.LoadFlow(r, id); lerr != nil {
+			return nil, nil, lerr
+		}
+		return nil, nil, errInvalidFlow(err) // gone meanwhile
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("store challenge: %w", err)
+	}
+	return assertion, &f, nil
+}
+
+// stepUpOptions limits a step-up ceremony (a flow asking AAL3) to the AAL3
+// credentials of the person signed in at a lower level, or of the person a
+// risk step-up is for.
+func (s *Service) stepUpOptions(r *http.Request, f *Flow) ([]webauthn.LoginOption, error) {
+	var opts []webauthn.LoginOption
+	sess, err := s.CurrentSession(r)
+	if err != nil {
+		return nil, err
+	}
+	if sess != nil && sess.AAL < AAL3 {
+		u, err := s.loadUser(r.Context(), sess.PersonUID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		var allow []protocol.CredentialDescriptor
+		if u != nil {
+			for i, c := range u.creds {
+				if c.AAL >= AAL3 {
+					allow = append(allow, u.wcreds[i].Descriptor())
+				}
+			}
+		}
+		if len(allow) > 0 {
+			opts = append(opts, webauthn.WithAllowedCredentials(allow))
+		}
+	}
+	return append(opts, s.riskStepUpOptions(r, f)...), nil
 }
 
 // putChallenge stores ceremony state until finish.
@@ -130,11 +170,30 @@ func (s *Service) takeChallenge(r *http.Request, key string) (webauthn.SessionDa
 	return sd, nil
 }
 
+// loginChallenge returns the login ceremony state f keeps (inFlow), which
+// the finish uses up: the sign-in's writes spend it (SpendFlowLogin), and
+// a failed finish drops it. A flow without one may have been begun by an
+// older nhsid, which kept it in the challenge store: that is taken.
+func (s *Service) loginChallenge(r *http.Request, f *Flow) (sd webauthn.SessionData, inFlow bool, err error) {
+	if f.LoginChallenge == nil {
+		sd, err = s.takeChallenge(r, loginChallengeKey(f.ID))
+		return sd, false, err
+	}
+	if !f.LoginChallengeExpiresAt.IsZero() && !s.now().Before(f.LoginChallengeExpiresAt) {
+		return sd, true, errCeremonyState(errors.New("login challenge expired"))
+	}
+	if err := json.Unmarshal(f.LoginChallenge, &sd); err != nil {
+		return sd, true, fmt.Errorf("decode challenge: %w", err)
+	}
+	return sd, true, nil
+}
+
 // handleLoginFinish verifies an assertion for a flow, starts a session and
 // answers {"redirect"}.
 func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	w = s.auditSigninFailures(w, r)
+	markSpent := func() {}
 	f, err := s.LoadFlow(r, r.URL.Query().Get("flow"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -145,8 +204,20 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	// Any finish attempt uses the challenge up.
-	sd, err := s.takeChallenge(r, loginChallengeKey(f.ID))
+	// Any finish attempt uses the challenge up: a failed one drops it
+	// from the flow, a successful one spends it with its writes.
+	sd, inFlow, err := s.loginChallenge(r, f)
+	if inFlow {
+		spent := false
+		defer func() {
+			if !spent {
+				if err := s.store.DropFlowLoginChallenge(context.WithoutCancel(ctx), f.ID); err != nil {
+					s.log.WarnContext(ctx, "drop login challenge", "err", err.Error())
+				}
+			}
+		}()
+		markSpent = func() { spent = true }
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -266,12 +337,14 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.store.CreateSession(wctx, sess); err != nil {
-		s.fail(w, r, fmt.Errorf("start session: %w", err))
+	// First, so that a store without pipelines refuses a replay before
+	// it writes anything.
+	if err := s.store.SpendFlowLogin(wctx, f.ID, sess.SID, sess.AuthTime); err != nil {
+		s.fail(w, r, spendErr(err))
 		return
 	}
-	if err := s.store.SetFlowSignIn(wctx, f.ID, sess.SID, sess.AuthTime); err != nil {
-		s.fail(w, r, err)
+	if err := s.store.CreateSession(wctx, sess); err != nil {
+		s.fail(w, r, fmt.Errorf("start session: %w", err))
 		return
 	}
 	if err := s.auditSignin(wctx, f, prev, &sess, &stored); err != nil {
@@ -280,14 +353,25 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	}
 	learned := s.queueRiskLearn(wctx, rk)
 	if err := send(wctx); err != nil {
-		s.fail(w, r, fmt.Errorf("sign-in writes: %w", err))
+		s.fail(w, r, spendErr(fmt.Errorf("sign-in writes: %w", err)))
 		return
 	}
+	markSpent()
 	s.setSessionCookie(w, sess, raw)
 	s.personSucceeded(ctx, u.person.UID, failures)
 	learned(ctx)
 	s.log.Info("sign-in", "person", u.person.UID, "aal", sess.AAL, "sid", sess.SID, "credential", b64url(cred.ID))
 	writeJSON(w, map[string]string{"redirect": resumeURL(f.ResumeURL, f.ID)})
+}
+
+// spendErr tells a login challenge used up meanwhile (a replayed or
+// concurrent finish of one ceremony) from other failures of the sign-in's
+// writes.
+func spendErr(err error) error {
+	if errors.Is(err, store.ErrConflict) {
+		return errCeremonyState(err)
+	}
+	return err
 }
 
 // credentialUseQueuer is a store that can record a credential's use in a

@@ -94,6 +94,11 @@ type Flow struct {
 	AuthenticatedAt time.Time
 	SelectedRoleID  string
 	ExpiresAt       time.Time
+	// LoginChallenge is the login ceremony's state (go-webauthn
+	// SessionData as JSON) between begin and finish, valid until
+	// LoginChallengeExpiresAt; nil when none waits.
+	LoginChallenge          []byte
+	LoginChallengeExpiresAt time.Time
 }
 
 // CredentialStore persists WebAuthn credentials.
@@ -146,12 +151,26 @@ type FlowStore interface {
 	// GetFlow fails with store.ErrNotFound, also for a flow expired at now;
 	// a zero now returns the flow whatever its expiry.
 	GetFlow(ctx context.Context, id string, now time.Time) (Flow, error)
+	// UpdateFlow applies fn to the flow with the row locked; fn's changes
+	// to the login challenge are ignored (the ceremony's methods below own
+	// it).
 	UpdateFlow(ctx context.Context, id string, fn func(*Flow) error) (Flow, error)
-	// SetFlowSignIn records the session that signed the flow in, and when,
-	// changing no other field and reading nothing (so it can join a write
-	// pipeline). An absent flow is not an error: the resume will not find
+	// SetFlowLoginChallenge stores a login ceremony's state in the flow,
+	// replacing any earlier one, and returns the flow, if the flow exists,
+	// is bound to bindingHash and is unexpired at now; else it fails with
+	// store.ErrNotFound (LoadFlow tells why).
+	SetFlowLoginChallenge(ctx context.Context, id string, bindingHash, data []byte, expiresAt, now time.Time) (Flow, error)
+	// SpendFlowLogin records the session that signed the flow in, and
+	// when, and uses the flow's login challenge up, changing no other field
+	// and reading nothing (so it can join a write pipeline). If the
+	// challenge was used up since it was set (a replayed or concurrent
+	// finish), it fails with store.ErrConflict (in a write pipeline, the
+	// send fails). An absent flow is not an error: the resume will not find
 	// it either.
-	SetFlowSignIn(ctx context.Context, id, sid string, at time.Time) error
+	SpendFlowLogin(ctx context.Context, id, sid string, at time.Time) error
+	// DropFlowLoginChallenge forgets the flow's login challenge (a failed
+	// finish uses it up). An absent flow or challenge is not an error.
+	DropFlowLoginChallenge(ctx context.Context, id string) error
 	DeleteFlow(ctx context.Context, id string) error
 }
 

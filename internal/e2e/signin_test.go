@@ -338,6 +338,39 @@ func TestCeremonyRefusals(t *testing.T) {
 				t.Fatalf("replayed assertion accepted or unclear: %d %s", st, raw)
 			}
 
+			// Concurrent finishes of one ceremony: one signs in, the others
+			// are refused (the challenge is spent with the sign-in's writes,
+			// once; or the signature counter shows the replay).
+			br = e.browser(b.dev) // without the session the last finish started
+			loc = start(br)
+			flow = loc.Query().Get("flow")
+			_, opts = br.postJSON("/webauthn/login/begin", map[string]string{"flow": flow})
+			as, _ = br.dev.Assert(opts)
+			const n = 4
+			statuses := make([]int, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					statuses[i], _ = br.postJSON("/webauthn/login/finish?flow="+flow, as)
+				}()
+			}
+			wg.Wait()
+			ok := 0
+			for _, st := range statuses {
+				switch st {
+				case 200:
+					ok++
+				case 400:
+				default:
+					t.Fatalf("concurrent finish: status %d", st)
+				}
+			}
+			if ok != 1 {
+				t.Fatalf("%d of %d concurrent finishes of one ceremony signed in, want 1", ok, n)
+			}
+
 			// A flow cannot be finished from another browser.
 			thief := e.browser(b.dev)
 			loc = start(br)

@@ -38,6 +38,7 @@ type coreState struct {
 	sessions   map[string]authn.Session    // by string(IDHash)
 	sidIndex   map[string]string           // SID -> string(IDHash)
 	flows      map[string]authn.Flow
+	flowSpent  map[string]bool // flows whose login challenge was used up since set
 	challenges map[string]challengeEntry
 	clients    map[string]*idp.Client
 	keys       map[string]idp.SigningKey
@@ -56,6 +57,7 @@ func (c *coreState) init() {
 	c.sessions = map[string]authn.Session{}
 	c.sidIndex = map[string]string{}
 	c.flows = map[string]authn.Flow{}
+	c.flowSpent = map[string]bool{}
 	c.challenges = map[string]challengeEntry{}
 	c.clients = map[string]*idp.Client{}
 	c.keys = map[string]idp.SigningKey{}
@@ -434,6 +436,8 @@ func (s *Store) ListSessions(_ context.Context, personUID string) ([]authn.Sessi
 
 func copyFlow(f authn.Flow) authn.Flow {
 	f.BindingHash = bytes.Clone(f.BindingHash)
+	f.LoginChallenge = bytes.Clone(f.LoginChallenge)
+	f.LoginChallengeExpiresAt = coreTime(f.LoginChallengeExpiresAt)
 	f.RequestedAt = coreTime(f.RequestedAt)
 	f.AuthenticatedAt = coreTime(f.AuthenticatedAt)
 	f.ExpiresAt = coreTime(f.ExpiresAt)
@@ -475,17 +479,50 @@ func (s *Store) UpdateFlow(_ context.Context, id string, fn func(*authn.Flow) er
 		return authn.Flow{}, err
 	}
 	f.ID = id
+	f.LoginChallenge, f.LoginChallengeExpiresAt = cur.LoginChallenge, cur.LoginChallengeExpiresAt
 	f = copyFlow(f)
 	s.core.flows[id] = f
 	return copyFlow(f), nil
 }
 
-// SetFlowSignIn implements authn.FlowStore.
-func (s *Store) SetFlowSignIn(_ context.Context, id, sid string, at time.Time) error {
+// SetFlowLoginChallenge implements authn.FlowStore.
+func (s *Store) SetFlowLoginChallenge(_ context.Context, id string, bindingHash, data []byte, expiresAt, now time.Time) (authn.Flow, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.core.flows[id]
+	if !ok || !bytes.Equal(f.BindingHash, bindingHash) || !notExpired(f.ExpiresAt, now) {
+		return authn.Flow{}, fmt.Errorf("set flow login challenge: %w", store.ErrNotFound)
+	}
+	f.LoginChallenge, f.LoginChallengeExpiresAt = bytes.Clone(data), coreTime(expiresAt)
+	s.core.flows[id] = f
+	delete(s.core.flowSpent, id)
+	return copyFlow(f), nil
+}
+
+// SpendFlowLogin implements authn.FlowStore.
+func (s *Store) SpendFlowLogin(_ context.Context, id, sid string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.core.flows[id]
+	if !ok {
+		return nil
+	}
+	if s.core.flowSpent[id] {
+		return fmt.Errorf("spend flow login: %w: login challenge already used", store.ErrConflict)
+	}
+	f.SessionSID, f.AuthenticatedAt = sid, coreTime(at)
+	f.LoginChallenge, f.LoginChallengeExpiresAt = nil, time.Time{}
+	s.core.flows[id] = f
+	s.core.flowSpent[id] = true
+	return nil
+}
+
+// DropFlowLoginChallenge implements authn.FlowStore.
+func (s *Store) DropFlowLoginChallenge(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f, ok := s.core.flows[id]; ok {
-		f.SessionSID, f.AuthenticatedAt = sid, at
+		f.LoginChallenge, f.LoginChallengeExpiresAt = nil, time.Time{}
 		s.core.flows[id] = f
 	}
 	return nil
@@ -497,6 +534,7 @@ func (s *Store) DeleteFlow(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.core.flows, id)
+	delete(s.core.flowSpent, id)
 	return nil
 }
 

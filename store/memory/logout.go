@@ -168,6 +168,7 @@ func (s *Store) PurgeExpiredSessionData(_ context.Context, before time.Time) (in
 	for id, f := range s.core.flows {
 		if !f.ExpiresAt.IsZero() && f.ExpiresAt.Before(before) {
 			delete(s.core.flows, id)
+			delete(s.core.flowSpent, id)
 			n++
 		}
 	}

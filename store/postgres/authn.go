@@ -267,26 +267,27 @@ func (s *Store) ListSessions(ctx context.Context, personUID string) ([]authn.Ses
 // ---- flows ----
 
 const flowColumns = `id, binding_hash, kind, client_id, request, requested_at, min_aal, force_login,
-	login_hint, resume_url, session_sid, authenticated_at, selected_role_id, expires_at`
+	login_hint, resume_url, session_sid, authenticated_at, selected_role_id, expires_at,
+	login_challenge, login_challenge_expires_at`
 
 func scanFlow(row pgx.Row) (authn.Flow, error) {
 	var f authn.Flow
 	err := row.Scan(&f.ID, &f.BindingHash, &f.Kind, &f.ClientID, &f.Request, scanTime(&f.RequestedAt),
 		&f.MinAAL, &f.ForceLogin, &f.LoginHint, &f.ResumeURL, &f.SessionSID, scanTime(&f.AuthenticatedAt),
-		&f.SelectedRoleID, scanTime(&f.ExpiresAt))
+		&f.SelectedRoleID, scanTime(&f.ExpiresAt), &f.LoginChallenge, scanTime(&f.LoginChallengeExpiresAt))
 	return f, err
 }
 
 func flowArgs(f authn.Flow) []any {
 	return []any{f.ID, f.BindingHash, f.Kind, f.ClientID, f.Request, nullTime(f.RequestedAt),
 		f.MinAAL, f.ForceLogin, f.LoginHint, f.ResumeURL, f.SessionSID, nullTime(f.AuthenticatedAt),
-		f.SelectedRoleID, nullTime(f.ExpiresAt)}
+		f.SelectedRoleID, nullTime(f.ExpiresAt), f.LoginChallenge, nullTime(f.LoginChallengeExpiresAt)}
 }
 
 // CreateFlow implements authn.FlowStore.
 func (s *Store) CreateFlow(ctx context.Context, f authn.Flow) error {
 	_, err := s.db(ctx).Exec(ctx, `INSERT INTO flows (`+flowColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, flowArgs(f)...)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`, flowArgs(f)...)
 	if err != nil {
 		return fmt.Errorf("create flow: %w", translate(err))
 	}
@@ -303,7 +304,8 @@ func (s *Store) GetFlow(ctx context.Context, id string, now time.Time) (authn.Fl
 	return f, nil
 }
 
-// UpdateFlow implements authn.FlowStore (row locked while fn runs).
+// UpdateFlow implements authn.FlowStore (row locked while fn runs); the
+// login challenge is the ceremony's, and fn's changes to it are ignored.
 func (s *Store) UpdateFlow(ctx context.Context, id string, fn func(*authn.Flow) error) (authn.Flow, error) {
 	var f authn.Flow
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -319,7 +321,7 @@ func (s *Store) UpdateFlow(ctx context.Context, id string, fn func(*authn.Flow) 
 		f, err = scanFlow(tx.QueryRow(ctx, `UPDATE flows SET binding_hash = $2, kind = $3, client_id = $4,
 			request = $5, requested_at = $6, min_aal = $7, force_login = $8, login_hint = $9, resume_url = $10,
 			session_sid = $11, authenticated_at = $12, selected_role_id = $13, expires_at = $14
-			WHERE id = $1 RETURNING `+flowColumns, flowArgs(f)...))
+			WHERE id = $1 RETURNING `+flowColumns, flowArgs(f)[:14]...)) // not the login challenge
 		if err != nil {
 			return fmt.Errorf("update flow: %w", translate(err))
 		}
@@ -331,12 +333,37 @@ func (s *Store) UpdateFlow(ctx context.Context, id string, fn func(*authn.Flow) 
 	return f, nil
 }
 
-// SetFlowSignIn implements authn.FlowStore: one UPDATE that needs no
-// answer, so it joins a write pipeline.
-func (s *Store) SetFlowSignIn(ctx context.Context, id, sid string, at time.Time) error {
-	if err := s.execNoAnswer(ctx, `UPDATE flows SET session_sid = $2, authenticated_at = $3 WHERE id = $1`,
+// SetFlowLoginChallenge implements authn.FlowStore: one UPDATE, which
+// also checks the flow's binding and expiry.
+func (s *Store) SetFlowLoginChallenge(ctx context.Context, id string, bindingHash, data []byte, expiresAt, now time.Time) (authn.Flow, error) {
+	f, err := scanFlow(s.db(ctx).QueryRow(ctx, `UPDATE flows SET login_challenge = $3,
+		login_challenge_expires_at = $4, login_challenge_uses = 0
+		WHERE id = $1 AND binding_hash = $2 AND (expires_at IS NULL OR expires_at > $5)
+		RETURNING `+flowColumns, id, bindingHash, data, nullTime(expiresAt), nullTime(now)))
+	if err != nil {
+		return authn.Flow{}, fmt.Errorf("set flow login challenge: %w", translate(err))
+	}
+	return f, nil
+}
+
+// SpendFlowLogin implements authn.FlowStore: one UPDATE that needs no
+// answer; a second spend breaks the flows_login_challenge_once CHECK,
+// which translate reports as store.ErrConflict.
+func (s *Store) SpendFlowLogin(ctx context.Context, id, sid string, at time.Time) error {
+	if err := s.execNoAnswer(ctx, `UPDATE flows SET session_sid = $2, authenticated_at = $3,
+		login_challenge = NULL, login_challenge_expires_at = NULL,
+		login_challenge_uses = login_challenge_uses + 1 WHERE id = $1`,
 		id, sid, nullTime(at)); err != nil {
-		return fmt.Errorf("set flow sign-in: %w", translate(err))
+		return fmt.Errorf("spend flow login: %w", translate(err))
+	}
+	return nil
+}
+
+// DropFlowLoginChallenge implements authn.FlowStore.
+func (s *Store) DropFlowLoginChallenge(ctx context.Context, id string) error {
+	if _, err := s.db(ctx).Exec(ctx, `UPDATE flows SET login_challenge = NULL, login_challenge_expires_at = NULL
+		WHERE id = $1 AND login_challenge IS NOT NULL`, id); err != nil {
+		return fmt.Errorf("drop flow login challenge: %w", translate(err))
 	}
 	return nil
 }

@@ -101,6 +101,10 @@ func translate(err error) error {
 			return fmt.Errorf("%w: %s", store.ErrExists, pgErr.ConstraintName)
 		case "40001", "40P01":
 			return fmt.Errorf("%w: %s", store.ErrConflict, pgErr.Code)
+		case "23514":
+			if pgErr.ConstraintName == "flows_login_challenge_once" {
+				return fmt.Errorf("%w: login challenge already used", store.ErrConflict)
+			}
 		}
 		return err
 	}

@@ -29,6 +29,7 @@ func authnTests() []suiteTest {
 		{"Flow/RoundTrip", testFlowRoundTrip},
 		{"Flow/Expiry", testFlowExpiry},
 		{"Flow/UpdateDelete", testFlowUpdateDelete},
+		{"Flow/LoginChallenge", testFlowLoginChallenge},
 		{"Challenge/Take", testChallengeTake},
 		{"Challenge/Expiry", testChallengeExpiry},
 		{"Challenge/ConcurrentTake", testChallengeConcurrentTake},
@@ -490,15 +491,16 @@ func testFlowUpdateDelete(t *testing.T, s Store) {
 	noErr(t, "get", err)
 	equal(t, "stored", stored, want)
 
-	// SetFlowSignIn changes only the session and its time.
+	// SpendFlowLogin changes only the session and its time (and the
+	// login challenge, which this flow has none of).
 	want.SessionSID, want.AuthenticatedAt = "sid-2", t0.Add(2*time.Minute)
-	noErr(t, "set sign-in", s.SetFlowSignIn(ctx, f.ID, want.SessionSID, want.AuthenticatedAt))
+	noErr(t, "spend login", s.SpendFlowLogin(ctx, f.ID, want.SessionSID, want.AuthenticatedAt))
 	stored, err = s.GetFlow(ctx, f.ID, t0)
 	noErr(t, "get", err)
-	equal(t, "stored after set sign-in", stored, want)
-	noErr(t, "set sign-in of an absent flow", s.SetFlowSignIn(ctx, "nope", "sid-3", t0))
+	equal(t, "stored after spend", stored, want)
+	noErr(t, "spend login of an absent flow", s.SpendFlowLogin(ctx, "nope", "sid-3", t0))
 	if _, err := s.GetFlow(ctx, "nope", time.Time{}); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("set sign-in created a flow: %v", err)
+		t.Fatalf("spend login created a flow: %v", err)
 	}
 
 	_, err = s.UpdateFlow(ctx, f.ID, func(x *authn.Flow) error { x.Kind = "saml"; return errAbort })
@@ -510,6 +512,69 @@ func testFlowUpdateDelete(t *testing.T, s Store) {
 	_, err = s.GetFlow(ctx, f.ID, t0)
 	isErr(t, "get deleted", err, store.ErrNotFound)
 	noErr(t, "delete again (idempotent)", s.DeleteFlow(ctx, f.ID))
+}
+
+// testFlowLoginChallenge: a flow keeps its login ceremony's state, set
+// only for its own browser while it is unexpired; the sign-in spends it
+// once per challenge set; a failed finish drops it; UpdateFlow leaves it.
+func testFlowLoginChallenge(t *testing.T, s Store) {
+	ctx := context.Background()
+	f := newFlow("fc")
+	noErr(t, "create", s.CreateFlow(ctx, f))
+	exp := t0.Add(5 * time.Minute)
+
+	_, err := s.SetFlowLoginChallenge(ctx, f.ID, []byte("another browser"), []byte("c1"), exp, t0)
+	isErr(t, "set for another browser", err, store.ErrNotFound)
+	_, err = s.SetFlowLoginChallenge(ctx, f.ID, f.BindingHash, []byte("c1"), exp, f.ExpiresAt)
+	isErr(t, "set on an expired flow", err, store.ErrNotFound)
+	_, err = s.SetFlowLoginChallenge(ctx, "nope", f.BindingHash, []byte("c1"), exp, t0)
+	isErr(t, "set on an absent flow", err, store.ErrNotFound)
+	stored, err := s.GetFlow(ctx, f.ID, t0)
+	noErr(t, "get", err)
+	equal(t, "flow after refused sets", stored, f)
+
+	want := f
+	want.LoginChallenge, want.LoginChallengeExpiresAt = []byte("c1"), exp
+	got, err := s.SetFlowLoginChallenge(ctx, f.ID, f.BindingHash, []byte("c1"), exp, t0)
+	noErr(t, "set", err)
+	equal(t, "returned", got, want)
+	stored, err = s.GetFlow(ctx, f.ID, t0)
+	noErr(t, "get", err)
+	equal(t, "stored", stored, want)
+
+	got, err = s.UpdateFlow(ctx, f.ID, func(x *authn.Flow) error {
+		x.SelectedRoleID = "role-1"
+		x.LoginChallenge = []byte("ignored")
+		return nil
+	})
+	noErr(t, "update", err)
+	want.SelectedRoleID = "role-1"
+	equal(t, "update leaves the challenge", got, want)
+
+	noErr(t, "drop", s.DropFlowLoginChallenge(ctx, f.ID))
+	want.LoginChallenge, want.LoginChallengeExpiresAt = nil, time.Time{}
+	stored, err = s.GetFlow(ctx, f.ID, t0)
+	noErr(t, "get", err)
+	equal(t, "dropped", stored, want)
+	noErr(t, "drop again", s.DropFlowLoginChallenge(ctx, f.ID))
+	noErr(t, "drop on an absent flow", s.DropFlowLoginChallenge(ctx, "nope"))
+
+	// Spent once per challenge set: a second spend (a replay) fails.
+	_, err = s.SetFlowLoginChallenge(ctx, f.ID, f.BindingHash, []byte("c2"), exp, t0)
+	noErr(t, "set again", err)
+	noErr(t, "spend", s.SpendFlowLogin(ctx, f.ID, "sid-1", t0.Add(time.Minute)))
+	want.SessionSID, want.AuthenticatedAt = "sid-1", t0.Add(time.Minute)
+	stored, err = s.GetFlow(ctx, f.ID, t0)
+	noErr(t, "get", err)
+	equal(t, "spent", stored, want)
+	isErr(t, "spend again", s.SpendFlowLogin(ctx, f.ID, "sid-2", t0.Add(2*time.Minute)), store.ErrConflict)
+	stored, err = s.GetFlow(ctx, f.ID, t0)
+	noErr(t, "get", err)
+	equal(t, "after the refused spend", stored, want)
+	// A new ceremony on the flow can be spent again.
+	_, err = s.SetFlowLoginChallenge(ctx, f.ID, f.BindingHash, []byte("c3"), exp, t0)
+	noErr(t, "set a third", err)
+	noErr(t, "spend the third", s.SpendFlowLogin(ctx, f.ID, "sid-3", t0.Add(3*time.Minute)))
 }
 
 func testChallengeTake(t *testing.T, s Store) {
