@@ -21,8 +21,8 @@ type Sealer struct {
 	// CheckpointEvery is how often the head is signed when it moved
 	// (default 1 min).
 	CheckpointEvery time.Duration
-	// BatchSize caps one round (default 1000); a full round is followed
-	// at once by another.
+	// BatchSize caps one round (default 1000); a round that stopped at
+	// its cap is followed at once by another.
 	BatchSize int
 	Log       *slog.Logger
 	Now       func() time.Time
@@ -59,7 +59,11 @@ func (s *Sealer) SealAll(ctx context.Context) (int, error) {
 			return total, fmt.Errorf("seal audit: %w", err)
 		}
 		total += b.Count
-		if b.Count < s.BatchSize {
+		// Not Count < BatchSize: a round ends at a transaction boundary
+		// below its cap, and the group commits put whole groups of
+		// requests' records in one transaction, so a busy chain would
+		// seal one round a second and fall ever further behind.
+		if !b.More || b.Count == 0 {
 			return total, nil
 		}
 	}

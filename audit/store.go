@@ -105,6 +105,10 @@ type SealBatch struct {
 	FirstPos int64
 	LastPos  int64
 	Head     []byte
+	// More says the round stopped at its limit with committed records
+	// still unsealed. A round can seal fewer than its limit and still
+	// have stopped there: it never splits a transaction's records.
+	More bool
 }
 
 // Head is the end of the sealed chain.

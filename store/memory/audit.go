@@ -105,6 +105,7 @@ func (s *Store) SealAudit(ctx context.Context, limit int) (audit.SealBatch, erro
 		b.Count++
 		prev = h
 	}
+	b.More = len(a.seals) < len(a.events)
 	return b, nil
 }
 

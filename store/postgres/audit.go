@@ -234,7 +234,8 @@ func (s *Store) SealAudit(ctx context.Context, limit int) (audit.SealBatch, erro
 			return err
 		}
 		watermark := hi
-		if len(cands) > limit {
+		more := len(cands) > limit
+		if more {
 			next := cands[limit]
 			cands = cands[:limit]
 			last := cands[limit-1].xid
@@ -282,7 +283,7 @@ func (s *Store) SealAudit(ctx context.Context, limit int) (audit.SealBatch, erro
 			pos, seqs, batch, hashes); err != nil {
 			return fmt.Errorf("insert seals: %w", err)
 		}
-		b = audit.SealBatch{Count: len(cands), FirstPos: first, LastPos: first + int64(len(cands)) - 1, Head: prev}
+		b = audit.SealBatch{Count: len(cands), FirstPos: first, LastPos: first + int64(len(cands)) - 1, Head: prev, More: more}
 		return nil
 	})
 	if err != nil {

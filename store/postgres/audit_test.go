@@ -345,3 +345,39 @@ func TestAuditAppRoleAppendOnly(t *testing.T) {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
+
+// TestSealAllAcrossTransactions: records committed several to a
+// transaction (as grouped sends commit them) make every sealing round stop
+// below its limit, at a transaction boundary; SealAll still seals them
+// all in one call. It used to stop after the first round, so that a busy
+// chain was sealed one round a second and fell ever further behind.
+func TestSealAllAcrossTransactions(t *testing.T) {
+	ctx := context.Background()
+	s := postgres.New(testdb.Pool(t))
+	const txs, per = 40, 3
+	for i := range txs {
+		evs := make([]audit.Event, per)
+		for j := range evs {
+			evs[j] = audit.Event{Type: audit.TokenIssued, Outcome: audit.Success, Client: "client-a",
+				Detail: map[string]any{"i": i, "j": j}}
+		}
+		if _, err := s.AppendAudit(ctx, evs); err != nil { // one statement, one transaction
+			t.Fatal(err)
+		}
+	}
+	sealer := &audit.Sealer{Store: s, BatchSize: 10}
+	n, err := sealer.SealAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != txs*per {
+		t.Fatalf("SealAll sealed %d of %d records", n, txs*per)
+	}
+	h, err := s.AuditHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Pos != txs*per || h.Unsealed != 0 {
+		t.Fatalf("head at %d with %d unsealed, want %d and 0", h.Pos, h.Unsealed, txs*per)
+	}
+}

@@ -263,11 +263,18 @@ func testAuditSealAndVerify(t *testing.T, s audit.Store) {
 		if b.Count > 5 || b.FirstPos != sealed+1 || b.LastPos != sealed+int64(b.Count) {
 			t.Fatalf("batch %+v after %d sealed: want at most 5, starting at %d", b, sealed, sealed+1)
 		}
+		if b.Count == 5 && b.LastPos < 7 && !b.More {
+			t.Fatalf("batch %+v stopped at its limit with records left, but says no more", b)
+		}
+		if b.LastPos == 7 && b.More {
+			t.Fatalf("batch %+v sealed the last record, but says more", b)
+		}
 		sealed, lastHead = b.LastPos, b.Head
 	}
 	b, err = s.SealAudit(ctx, 5)
 	noErr(t, "seal", err)
 	equal(t, "nothing left", b.Count, 0)
+	equal(t, "nothing more", b.More, false)
 
 	h, err = s.AuditHead(ctx)
 	noErr(t, "head", err)
