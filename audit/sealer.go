@@ -24,8 +24,12 @@ type Sealer struct {
 	// BatchSize caps one round (default 1000); a round that stopped at
 	// its cap is followed at once by another.
 	BatchSize int
-	Log       *slog.Logger
-	Now       func() time.Time
+	// ObserveLag, if set, is told after every round of Run how far the
+	// chain is behind: the age of the first unsealed record, 0 when all
+	// are sealed (the server exports it as nhsid_audit_seal_lag_seconds).
+	ObserveLag func(time.Duration)
+	Log        *slog.Logger
+	Now        func() time.Time
 
 	lastCheckpoint time.Time
 }
@@ -128,6 +132,23 @@ func (s *Sealer) Checkpoint(ctx context.Context) (*Checkpoint, error) {
 	return &c, nil
 }
 
+// observeLag reports the chain's lag to ObserveLag, if set.
+func (s *Sealer) observeLag(ctx context.Context) {
+	if s.ObserveLag == nil {
+		return
+	}
+	first, err := s.Store.FirstUnsealed(ctx)
+	if err != nil {
+		s.Log.Error("audit seal lag", "err", err.Error())
+		return
+	}
+	var lag time.Duration
+	if !first.IsZero() {
+		lag = max(s.Now().Sub(first), 0)
+	}
+	s.ObserveLag(lag)
+}
+
 // Run seals every Interval and checkpoints every CheckpointEvery until ctx
 // ends; on the way out it seals and checkpoints once more.
 func (s *Sealer) Run(ctx context.Context) {
@@ -139,6 +160,7 @@ func (s *Sealer) Run(ctx context.Context) {
 			s.Log.Error("audit seal", "err", err.Error())
 			return
 		}
+		s.observeLag(ctx)
 		if final || s.Now().Sub(s.lastCheckpoint) >= s.CheckpointEvery {
 			if _, err := s.Checkpoint(ctx); err != nil {
 				s.Log.Error("audit checkpoint", "err", err.Error())

@@ -27,6 +27,11 @@ type Store interface {
 	// AuditHead returns the last sealed position and hash (Pos 0 and
 	// GenesisHash on an empty chain).
 	AuditHead(ctx context.Context) (Head, error)
+	// FirstUnsealed returns the time recorded on the first committed
+	// record the chain has not reached (in the order the sealer takes
+	// them), or the zero time when every committed record is sealed. It
+	// is cheap enough to ask after every sealing round.
+	FirstUnsealed(ctx context.Context) (time.Time, error)
 	// SealedAudit returns up to limit seals with Pos >= from, in Pos order,
 	// each with its record (nil when the record is missing).
 	SealedAudit(ctx context.Context, from int64, limit int) ([]Sealed, error)

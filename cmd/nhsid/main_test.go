@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -150,6 +151,15 @@ func TestServeDevStartsAndStopsCleanly(t *testing.T) {
 	took := waitStatus(t, "http://127.0.0.1:"+port+"/healthz", 200, 20*time.Second)
 	t.Logf("serve --dev answered /healthz %s after exec", took)
 	waitStatus(t, "http://127.0.0.1:"+admin+"/metrics", 200, 5*time.Second)
+	mresp, err := http.Get("http://127.0.0.1:" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if !strings.Contains(string(metrics), "nhsid_audit_seal_lag_seconds") {
+		t.Error("/metrics lacks nhsid_audit_seal_lag_seconds")
+	}
 	resp, err := http.Get("http://127.0.0.1:" + port + "/.well-known/openid-configuration")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("discovery: %v %v", err, resp)

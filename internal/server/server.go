@@ -188,7 +188,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	} else if ephemeral {
 		log.Warn("audit checkpoints signed with an ephemeral key (dev)")
 	}
-	s.Sealer = &audit.Sealer{Store: s.Store, Key: auditKey, Log: log, Now: now}
+	sealLag := prometheus.NewGauge(prometheus.GaugeOpts{Name: "nhsid_audit_seal_lag_seconds",
+		Help: "Age of the first audit record not yet sealed into the hash chain (0 when all are sealed)."})
+	s.registry.MustRegister(sealLag)
+	s.Sealer = &audit.Sealer{Store: s.Store, Key: auditKey, Log: log, Now: now,
+		ObserveLag: func(d time.Duration) { sealLag.Set(d.Seconds()) }}
 
 	if rs, ok := s.Store.(ratelimit.Store); ok {
 		if s.Limiter, err = ratelimit.New(cfg.RateLimits, rs, now, log); err != nil {

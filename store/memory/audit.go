@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/store"
@@ -76,6 +77,17 @@ func (s *Store) QueryAudit(ctx context.Context, q audit.Query) (audit.Page, erro
 		p.Events = append(p.Events, copyAuditEvent(*e))
 	}
 	return p, nil
+}
+
+// FirstUnsealed implements audit.Store.
+func (s *Store) FirstUnsealed(context.Context) (time.Time, error) {
+	a := &s.audit
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.seals) >= len(a.events) {
+		return time.Time{}, nil
+	}
+	return a.events[len(a.seals)].Time, nil
 }
 
 // SealAudit implements audit.Store.

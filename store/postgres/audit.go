@@ -340,6 +340,22 @@ func (s *Store) AuditHead(ctx context.Context) (audit.Head, error) {
 	return h, nil
 }
 
+// FirstUnsealed implements audit.Store: the first record at or above the
+// last batch's watermark, by the (xid, seq) index the sealer walks.
+func (s *Store) FirstUnsealed(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	err := s.db(ctx).QueryRow(ctx, `SELECT time FROM audit_events
+		WHERE xid >= coalesce((SELECT watermark FROM audit_seal_batches ORDER BY batch DESC LIMIT 1), 0)
+		ORDER BY xid, seq LIMIT 1`).Scan(&t)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("first unsealed: %w", translate(err))
+	}
+	return t, nil
+}
+
 // SealedAudit implements audit.Store.
 func (s *Store) SealedAudit(ctx context.Context, from int64, limit int) ([]audit.Sealed, error) {
 	rows, err := s.db(ctx).Query(ctx, `

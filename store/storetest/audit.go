@@ -23,6 +23,7 @@ func RunAuditTests(t *testing.T, newStore func(t *testing.T) audit.Store) {
 		{"AuditQueryPagination", testAuditPagination},
 		{"AuditQueryPersonClientType", testAuditPersonClientType},
 		{"AuditSealAndVerify", testAuditSealAndVerify},
+		{"AuditSealLag", testAuditSealLag},
 		{"AuditConcurrentAppendAndSeal", testAuditConcurrent},
 		{"AuditCheckpoints", testAuditCheckpoints},
 		{"AuditGroupedRecord", testAuditGrouped},
@@ -245,9 +246,15 @@ func testAuditSealAndVerify(t *testing.T, s audit.Store) {
 	noErr(t, "seal empty", err)
 	equal(t, "seal empty", b.Count, 0)
 
+	first, err := s.FirstUnsealed(ctx)
+	noErr(t, "first unsealed of none", err)
+	equal(t, "first unsealed of none", first.IsZero(), true)
 	for i := range 7 {
 		noErr(t, "record", l.Record(ctx, audit.Event{Type: audit.TokenIssued, Subject: "555000000001", Detail: map[string]any{"n": i}}))
 	}
+	first, err = s.FirstUnsealed(ctx)
+	noErr(t, "first unsealed", err)
+	equal(t, "first unsealed", first.UTC(), t0.UTC())
 	// Seal until all seven are in. Batches hold at most the limit, follow
 	// on from each other and keep insertion order. Their sizes are not
 	// fixed: the watermark is the oldest transaction running anywhere in
@@ -275,6 +282,9 @@ func testAuditSealAndVerify(t *testing.T, s audit.Store) {
 	noErr(t, "seal", err)
 	equal(t, "nothing left", b.Count, 0)
 	equal(t, "nothing more", b.More, false)
+	first, err = s.FirstUnsealed(ctx)
+	noErr(t, "first unsealed when all are sealed", err)
+	equal(t, "first unsealed when all are sealed", first.IsZero(), true)
 
 	h, err = s.AuditHead(ctx)
 	noErr(t, "head", err)
@@ -369,6 +379,38 @@ func testAuditConcurrent(t *testing.T, s audit.Store) {
 	if rep.Broken != nil || rep.Checked != writers*each {
 		t.Fatalf("verify: checked %d, broken %v", rep.Checked, rep.Broken)
 	}
+}
+
+// testAuditSealLag: the sealer's Run tells ObserveLag after each round how
+// old the first unsealed record is.
+func testAuditSealLag(t *testing.T, s audit.Store) {
+	ctx := context.Background()
+	noErr(t, "record", auditLog(s).Record(ctx, audit.Event{Type: audit.TokenIssued, Subject: "555000000001"}))
+	first, err := s.FirstUnsealed(ctx)
+	noErr(t, "first unsealed", err)
+	equal(t, "first unsealed", first.UTC(), t0.UTC())
+
+	lags := make(chan time.Duration, 1)
+	rctx, cancel := context.WithCancel(ctx)
+	sl := &audit.Sealer{Store: s, Interval: 5 * time.Millisecond, Now: func() time.Time { return t0.Add(time.Minute) },
+		ObserveLag: func(d time.Duration) {
+			select {
+			case lags <- d:
+			default:
+			}
+			cancel()
+		}}
+	sl.Run(rctx)
+	// The round seals the record, unless a transaction elsewhere in the
+	// cluster holds the watermark back for a moment.
+	if lag := <-lags; lag != 0 && lag != time.Minute {
+		t.Fatalf("lag after a round = %v, want 0 (or 1m while held back)", lag)
+	}
+	_, err = sl.Flush(ctx)
+	noErr(t, "flush", err)
+	first, err = s.FirstUnsealed(ctx)
+	noErr(t, "first unsealed after flush", err)
+	equal(t, "first unsealed after flush", first.IsZero(), true)
 }
 
 func testAuditCheckpoints(t *testing.T, s audit.Store) {
