@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 
@@ -24,17 +25,15 @@ func TestOAuth(t *testing.T) {
 	})
 }
 
-// TestCodeSpendTakesItsRows: in a token request's context the PKCE row's
-// delete waits for the code's spend and the OIDC row goes with it, in the
-// spend's transaction: a rolled-back spend leaves all three rows as they
-// were (the code can still be exchanged), a committed one removes the PKCE
-// and OIDC rows, and the loser of two spends removes nothing.
-func TestCodeSpendTakesItsRows(t *testing.T) {
+// codeFixture is a store holding the code, PKCE and OIDC rows of the
+// authorization code "code.sig" (signature "sig").
+func codeFixture(t *testing.T) (*pgxpool.Pool, *postgres.Store) {
+	t.Helper()
 	pool := testdb.Pool(t)
 	s := postgres.New(pool)
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
-	c := &idp.Client{ID: "spend-client", Name: "RP", RedirectURIs: []string{"https://rp.example/cb"},
+	c := &idp.Client{ID: "code-client", Name: "RP", RedirectURIs: []string{"https://rp.example/cb"},
 		GrantTypes: []string{"authorization_code"}, ResponseTypes: []string{"code"}, Scope: "openid",
 		TokenEndpointAuthMethod: "none", CreatedAt: now, UpdatedAt: now}
 	if err := s.CreateClient(ctx, c); err != nil {
@@ -54,6 +53,17 @@ func TestCodeSpendTakesItsRows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return pool, s
+}
+
+// TestCodeSpendTakesItsRows: in a token request's context the PKCE row's
+// delete waits for the code's spend and the OIDC row goes with it, in the
+// spend's transaction: a rolled-back spend leaves all three rows as they
+// were (the code can still be exchanged), a committed one removes the PKCE
+// and OIDC rows, and the loser of two spends removes nothing.
+func TestCodeSpendTakesItsRows(t *testing.T) {
+	pool, s := codeFixture(t)
+	ctx := context.Background()
 	rows := func() (active bool, others int) {
 		t.Helper()
 		if err := pool.QueryRow(ctx, `SELECT bool_or(active) FILTER (WHERE kind = 'authorize_code'),
@@ -125,30 +135,8 @@ func TestCodeSpendTakesItsRows(t *testing.T) {
 // look-ups are answered from that read (here the rows are gone from the
 // table by then); a context without it reads the table.
 func TestCodeReadAhead(t *testing.T) {
-	pool := testdb.Pool(t)
-	s := postgres.New(pool)
+	pool, s := codeFixture(t)
 	ctx := context.Background()
-	now := time.Now().UTC().Truncate(time.Second)
-	c := &idp.Client{ID: "ra-client", Name: "RP", RedirectURIs: []string{"https://rp.example/cb"},
-		GrantTypes: []string{"authorization_code"}, ResponseTypes: []string{"code"}, Scope: "openid",
-		TokenEndpointAuthMethod: "none", CreatedAt: now, UpdatedAt: now}
-	if err := s.CreateClient(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	req := fosite.NewRequest()
-	req.Client = c
-	req.Session = openid.NewDefaultSession()
-	req.Session.(*openid.DefaultSession).Subject = "555000000001"
-	req.Form = url.Values{"code_challenge": {"ch"}, "nonce": {"n"}}
-	for _, err := range []error{
-		s.CreateAuthorizeCodeSession(ctx, "sig", req),
-		s.CreatePKCERequestSession(ctx, "sig", req),
-		s.CreateOpenIDConnectSession(ctx, "code.sig", req),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	rctx := store.WithCodeReadAhead(ctx, s, "code.sig")
 	if _, err := s.GetAuthorizeCodeSession(rctx, "sig", openid.NewDefaultSession()); err != nil {
 		t.Fatal(err)
