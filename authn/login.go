@@ -337,8 +337,8 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	// First, so that a store without pipelines refuses a replay before
-	// it writes anything.
+	// Before the session, so that a store without pipelines refuses a
+	// replay before it starts one.
 	if err := s.store.SpendFlowLogin(wctx, f.ID, sess.SID, sess.AuthTime); err != nil {
 		s.fail(w, r, spendErr(err))
 		return
