@@ -45,6 +45,13 @@ func (l *eventLog) of(t audit.Type) []audit.Event {
 	return out
 }
 
+// failingRevocation is a store whose revocation of access tokens fails.
+type failingRevocation struct{ *racingStore }
+
+func (failingRevocation) RevokeAccessToken(context.Context, string) error {
+	return errors.New("revocation failed (test)")
+}
+
 // racingStore answers a spent code's look-up as if it were still active,
 // as a store does to an exchange that read the code just before a
 // concurrent exchange spent it; that exchange then finds the code spent
@@ -67,17 +74,25 @@ func (s *racingStore) GetAuthorizeCodeSession(ctx context.Context, sig string, s
 // section 4.1.2), whether the reuse comes after that exchange (fosite
 // revokes) or races it (nhsid revokes); both are audited as code.reused.
 func TestCodeReuseRevokesGrant(t *testing.T) {
-	for _, concurrent := range []bool{false, true} {
-		name := "later"
-		if concurrent {
-			name = "concurrent"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name                    string
+		concurrent, revokeFails bool
+	}{
+		{name: "later"},
+		{name: "concurrent", concurrent: true},
+		{name: "later, revocation fails", revokeFails: true},
+		{name: "concurrent, revocation fails", concurrent: true, revokeFails: true},
+	} {
+		concurrent := tc.concurrent
+		t.Run(tc.name, func(t *testing.T) {
 			log := &eventLog{}
 			var st *racingStore
 			e := newEnv(t, func(_ *idp.Config, d *idp.Deps) {
 				st = &racingStore{Store: d.Store.(*memory.Store)}
 				d.Store = st
+				if tc.revokeFails {
+					d.Store = failingRevocation{st}
+				}
 				d.Audit = log
 			})
 			person := e.person()
@@ -101,11 +116,13 @@ func TestCodeReuseRevokesGrant(t *testing.T) {
 				t.Fatalf("second exchange: %d %v, want 400 invalid_grant", status, body)
 			}
 			st.racing = false
-			if e.active(c.ID, sec, tok["access_token"].(string)) {
-				t.Error("the first exchange's access token is still active")
-			}
-			if status, _ := e.token(c.ID, sec, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}); status == http.StatusOK {
-				t.Error("the first exchange's refresh token still works")
+			if !tc.revokeFails {
+				if e.active(c.ID, sec, tok["access_token"].(string)) {
+					t.Error("the first exchange's access token is still active")
+				}
+				if status, _ := e.token(c.ID, sec, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}); status == http.StatusOK {
+					t.Error("the first exchange's refresh token still works")
+				}
 			}
 			evs := log.of(audit.CodeReused)
 			if len(evs) != 1 {
@@ -113,7 +130,7 @@ func TestCodeReuseRevokesGrant(t *testing.T) {
 			}
 			ev := evs[0]
 			if ev.Outcome != audit.Denied || ev.Client != c.ID || ev.Subject != person.UID ||
-				ev.Detail["grant_revoked"] != true || ev.Detail["concurrent"] != concurrent {
+				ev.Detail["grant_revoked"] != !tc.revokeFails || ev.Detail["concurrent"] != concurrent {
 				t.Errorf("code.reused event = %+v", ev)
 			}
 		})

@@ -242,8 +242,10 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		p.log.InfoContext(ctx, "token request rejected", "err", err)
 		p.auditTokenRefused(ctx, r, ar, err)
 		if reuse != nil && reuse.seen.Load() {
-			// fosite found the code spent and revoked its grant.
-			p.auditCodeReused(ctx, r, ar, true, false)
+			// fosite found the code spent and revoked its grant; it tells
+			// of a revocation that failed only in its hint.
+			revoked := !strings.Contains(fosite.ErrorToRFC6749Error(err).HintField, "error occurred during processing the")
+			p.auditCodeReused(ctx, r, ar, revoked, false)
 		}
 		p.oauth.WriteAccessError(ctx, w, ar, err)
 		return
