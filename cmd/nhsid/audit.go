@@ -106,6 +106,11 @@ Exit status 1 when the chain is broken.`,
 			} else {
 				out["head"] = fmt.Sprintf("%x", rep.Head)
 			}
+			// Records committed but not yet chained are not covered by
+			// this check (the sealer chains them within seconds).
+			if h, err := s.AuditHead(cmd.Context()); err == nil {
+				out["unsealed"] = h.Unsealed
+			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(out); err != nil {

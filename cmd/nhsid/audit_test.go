@@ -78,7 +78,7 @@ func TestAuditCommands(t *testing.T) {
 	db := "--database-url=" + u
 
 	out, code := runNhsid(t, env, "audit", "verify", db)
-	if code != 0 || !strings.Contains(out, `"ok": true`) || !strings.Contains(out, `"checked": 5`) {
+	if code != 0 || !strings.Contains(out, `"ok": true`) || !strings.Contains(out, `"checked": 5`) || !strings.Contains(out, `"unsealed": 0`) {
 		t.Fatalf("verify: exit %d\n%s", code, out)
 	}
 	out, code = runNhsid(t, env, "audit", "export", db, "--since", "2000-01-01T00:00:00Z", "--format", "jsonl")
@@ -123,6 +123,14 @@ func TestAuditCommands(t *testing.T) {
 	out, code = runNhsid(t, env, "audit", "verify", db, "--checkpoints", cpFile)
 	if code != 1 || !strings.Contains(out, "rewritten") || !strings.Contains(out, `"pos": 5`) {
 		t.Fatalf("verify against checkpoints: exit %d\n%s", code, out)
+	}
+
+	// A record not yet chained is reported as such.
+	if err := l.Record(ctx, audit.Event{Type: audit.TokenIssued, Subject: "555000000001", Client: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ = runNhsid(t, env, "audit", "verify", db); !strings.Contains(out, `"unsealed": 1`) {
+		t.Fatalf("verify with a record not yet sealed:\n%s", out)
 	}
 }
 
