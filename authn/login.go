@@ -193,7 +193,6 @@ func (s *Service) loginChallenge(r *http.Request, f *Flow) (sd webauthn.SessionD
 func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	w = s.auditSigninFailures(w, r)
-	markSpent := func() {}
 	f, err := s.LoadFlow(r, r.URL.Query().Get("flow"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -207,17 +206,14 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	// Any finish attempt uses the challenge up: a failed one drops it
 	// from the flow, a successful one spends it with its writes.
 	sd, inFlow, err := s.loginChallenge(r, f)
-	if inFlow {
-		spent := false
-		defer func() {
-			if !spent {
-				if err := s.store.DropFlowLoginChallenge(context.WithoutCancel(ctx), f.ID); err != nil {
-					s.log.WarnContext(ctx, "drop login challenge", "err", err.Error())
-				}
+	spent := false
+	defer func() {
+		if inFlow && !spent {
+			if err := s.store.DropFlowLoginChallenge(context.WithoutCancel(ctx), f.ID); err != nil {
+				s.log.WarnContext(ctx, "drop login challenge", "err", err.Error())
 			}
-		}()
-		markSpent = func() { spent = true }
-	}
+		}
+	}()
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -356,7 +352,7 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, spendErr(fmt.Errorf("sign-in writes: %w", err)))
 		return
 	}
-	markSpent()
+	spent = true
 	s.setSessionCookie(w, sess, raw)
 	s.personSucceeded(ctx, u.person.UID, failures)
 	learned(ctx)

@@ -95,13 +95,17 @@ func (s *Store) UpdateCredential(ctx context.Context, id []byte, fn func(*authn.
 // (UpdateCredential's read-modify-write took a transaction and four round
 // trips per sign-in).
 func (s *Store) RecordCredentialUse(ctx context.Context, id []byte, signCount uint32, data []byte, at time.Time) (authn.Credential, error) {
-	c, err := scanCredential(s.db(ctx).QueryRow(ctx, `UPDATE credentials SET sign_count = $2, data = $3, last_used_at = $4
-		WHERE id = $1 AND revoked_at IS NULL RETURNING `+credentialColumns, id, int64(signCount), data, nullTime(at)))
+	c, err := scanCredential(s.db(ctx).QueryRow(ctx, recordCredentialUse+` RETURNING `+credentialColumns,
+		id, int64(signCount), data, nullTime(at)))
 	if err != nil {
 		return authn.Credential{}, fmt.Errorf("record credential use: %w", translate(err))
 	}
 	return c, nil
 }
+
+// recordCredentialUse writes a sign-in's use of a credential not revoked.
+const recordCredentialUse = `UPDATE credentials SET sign_count = $2, data = $3, last_used_at = $4
+	WHERE id = $1 AND revoked_at IS NULL`
 
 // QueueCredentialUse queues, in ctx's write pipeline, what
 // RecordCredentialUse writes (skipping a credential revoked meanwhile);
@@ -111,8 +115,7 @@ func (s *Store) QueueCredentialUse(ctx context.Context, id []byte, signCount uin
 	if !ok {
 		return false, nil
 	}
-	return true, p.queue(queuedWrite{sql: `UPDATE credentials SET sign_count = $2, data = $3, last_used_at = $4
-		WHERE id = $1 AND revoked_at IS NULL`, args: []any{id, int64(signCount), data, nullTime(at)}})
+	return true, p.queue(queuedWrite{sql: recordCredentialUse, args: []any{id, int64(signCount), data, nullTime(at)}})
 }
 
 // ---- invites ----

@@ -80,6 +80,11 @@ func (s *Store) optimisticRisk(ctx context.Context) bool {
 	return !inTx && !piped
 }
 
+// updateRiskIfUnchanged writes a profile only while the row is still the
+// version read ($4, its xmin).
+const updateRiskIfUnchanged = `UPDATE risk_profiles SET profile = $2, updated_at = $3
+	WHERE person_uid = $1 AND xmin = $4::xid`
+
 // updateRiskFrom applies fn to read and writes it if the row is still
 // read's version, else takes the locked path. It returns the JSON written.
 func (s *Store) updateRiskFrom(ctx context.Context, read policy.RiskProfile, fn func(*policy.RiskProfile) error) ([]byte, error) {
@@ -89,8 +94,7 @@ func (s *Store) updateRiskFrom(ctx context.Context, read policy.RiskProfile, fn 
 		if err != nil {
 			return nil, err
 		}
-		tag, err := s.pool.Exec(ctx, `UPDATE risk_profiles SET profile = $2, updated_at = $3
-		WHERE person_uid = $1 AND xmin = $4::xid`, uid, raw, p.UpdatedAt.UTC(), read.Version)
+		tag, err := s.pool.Exec(ctx, updateRiskIfUnchanged, uid, raw, p.UpdatedAt.UTC(), read.Version)
 		if err != nil {
 			return nil, err
 		}
@@ -118,8 +122,7 @@ func (s *Store) QueueRiskProfileUpdate(ctx context.Context, read policy.RiskProf
 		return nil, false, fmt.Errorf("update risk profile: %w", err)
 	}
 	tag := new(pgconn.CommandTag)
-	if err := p.queue(queuedWrite{sql: `UPDATE risk_profiles SET profile = $2, updated_at = $3
-		WHERE person_uid = $1 AND xmin = $4::xid`, args: []any{uid, raw, np.UpdatedAt.UTC(), read.Version}, tag: tag}); err != nil {
+	if err := p.queue(queuedWrite{sql: updateRiskIfUnchanged, args: []any{uid, raw, np.UpdatedAt.UTC(), read.Version}, tag: tag}); err != nil {
 		return nil, false, err
 	}
 	return func(ctx context.Context) error {
