@@ -273,3 +273,41 @@ func TestOrNop(t *testing.T) {
 		t.Fatal("OrNop replaced a real recorder")
 	}
 }
+
+// roundsStore answers SealAudit with the batches it is given, in turn.
+type roundsStore struct {
+	audit.Store
+	rounds []audit.SealBatch
+	calls  int
+}
+
+func (s *roundsStore) SealAudit(context.Context, int) (audit.SealBatch, error) {
+	s.calls++
+	if len(s.rounds) == 0 {
+		return audit.SealBatch{}, nil
+	}
+	b := s.rounds[0]
+	s.rounds = s.rounds[1:]
+	return b, nil
+}
+
+// TestSealAllFollowsMore: SealAll goes on while a round says it stopped at
+// its limit, even when that round sealed fewer records than the limit (it
+// never splits a transaction), and stops after a round that says no more.
+func TestSealAllFollowsMore(t *testing.T) {
+	st := &roundsStore{rounds: []audit.SealBatch{
+		{Count: 9, More: true}, {Count: 8, More: true}, {Count: 10, More: true}, {Count: 3}, {Count: 7},
+	}}
+	n, err := (&audit.Sealer{Store: st, BatchSize: 10}).SealAll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 30 || st.calls != 4 {
+		t.Fatalf("SealAll sealed %d in %d rounds, want 30 in 4", n, st.calls)
+	}
+	// A round that sealed nothing ends SealAll even if it says more.
+	st = &roundsStore{rounds: []audit.SealBatch{{Count: 0, More: true}, {Count: 5}}}
+	if n, _ := (&audit.Sealer{Store: st, BatchSize: 10}).SealAll(context.Background()); n != 0 || st.calls != 1 {
+		t.Fatalf("SealAll sealed %d in %d rounds, want 0 in 1", n, st.calls)
+	}
+}
