@@ -11,13 +11,18 @@
 -- indexes hold only client.first_use events, so they stay small, and the
 -- check names the type in its SQL, so every plan can use them.
 --
--- On a large trail this migration reads audit_events while holding a
--- write lock on it: run it in a quiet period.
+-- The indexes are built CONCURRENTLY, so that signing in and issuing
+-- tokens (each writes the trail) go on while they build: the migration
+-- runs outside a transaction, and each build first drops what a build
+-- that failed part-way would have left.
 
+-- +goose NO TRANSACTION
 -- +goose Up
-CREATE INDEX audit_events_first_use_subject_idx ON audit_events (subject, client, seq) WHERE type = 'client.first_use';
-CREATE INDEX audit_events_first_use_actor_idx ON audit_events (actor, client, seq) WHERE type = 'client.first_use';
+DROP INDEX CONCURRENTLY IF EXISTS audit_events_first_use_subject_idx;
+CREATE INDEX CONCURRENTLY audit_events_first_use_subject_idx ON audit_events (subject, client, seq) WHERE type = 'client.first_use';
+DROP INDEX CONCURRENTLY IF EXISTS audit_events_first_use_actor_idx;
+CREATE INDEX CONCURRENTLY audit_events_first_use_actor_idx ON audit_events (actor, client, seq) WHERE type = 'client.first_use';
 
 -- +goose Down
-DROP INDEX audit_events_first_use_actor_idx;
-DROP INDEX audit_events_first_use_subject_idx;
+DROP INDEX CONCURRENTLY IF EXISTS audit_events_first_use_actor_idx;
+DROP INDEX CONCURRENTLY IF EXISTS audit_events_first_use_subject_idx;

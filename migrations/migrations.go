@@ -1,9 +1,12 @@
 // Package migrations owns nhsid's PostgreSQL schema: numbered goose SQL files
 // (NNNN_name.sql, each with "-- +goose Up" and "-- +goose Down" sections)
 // embedded in the binary, and the functions that apply them and report their
-// state. Each migration runs in its own transaction and is recorded in goose's
-// version table; a PostgreSQL session-level advisory lock serialises replicas
-// that start at the same time, and applying an up-to-date schema is a no-op.
+// state. Each migration runs in its own transaction (except one marked
+// "-- +goose NO TRANSACTION", which builds indexes CONCURRENTLY and is
+// written to be run again after a failure) and is recorded in goose's
+// version table; a PostgreSQL session-level advisory lock serialises
+// replicas that start at the same time, and applying an up-to-date schema
+// is a no-op.
 //
 // It is imported by cmd/nhsid (migrate up|status, and serve when configured
 // to migrate at start) and by internal/testdb. Run it with the schema
@@ -43,7 +46,7 @@ type MigrationStatus struct {
 }
 
 // Up applies every pending migration to the database at databaseURL, in
-// order, each in its own transaction. It waits (up to five minutes) for the
+// order, each in its own transaction (but see the package comment). It waits (up to five minutes) for the
 // advisory lock held by another replica migrating the same database.
 func Up(ctx context.Context, databaseURL string) error {
 	p, closeFn, err := newProvider(databaseURL)
