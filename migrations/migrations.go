@@ -46,8 +46,9 @@ type MigrationStatus struct {
 }
 
 // Up applies every pending migration to the database at databaseURL, in
-// order, each in its own transaction (but see the package comment). It waits (up to five minutes) for the
-// advisory lock held by another replica migrating the same database.
+// order, each in its own transaction (but see the package comment). It
+// waits (up to five minutes) for the advisory lock held by another replica
+// migrating the same database.
 func Up(ctx context.Context, databaseURL string) error {
 	p, closeFn, err := newProvider(databaseURL)
 	if err != nil {
