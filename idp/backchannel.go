@@ -251,44 +251,17 @@ func (p *Provider) DeliverLogouts(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	cfg := p.logout.cfg
-	total := 0
-	for {
+	claim := func(ctx context.Context, n int) ([]LogoutDelivery, error) {
 		now := p.now()
-		batch, err := q.ClaimLogoutDeliveries(ctx, now, now.Add(cfg.Lease), cfg.Batch)
+		ds, err := q.ClaimLogoutDeliveries(ctx, now, now.Add(cfg.Lease), n)
 		if err != nil {
-			return total, fmt.Errorf("claim logout deliveries: %w", err)
+			return nil, fmt.Errorf("claim logout deliveries: %w", err)
 		}
-		var (
-			mu   sync.Mutex
-			wg   sync.WaitGroup
-			sem  = make(chan struct{}, cfg.Parallel)
-			errs []error
-		)
-		for _, d := range batch {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				ok, err := p.attemptDelivery(ctx, q, d)
-				mu.Lock()
-				defer mu.Unlock()
-				if ok {
-					total++
-				}
-				if err != nil {
-					errs = append(errs, err)
-				}
-			}()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return total, err
-		}
-		if len(batch) < cfg.Batch || ctx.Err() != nil {
-			return total, ctx.Err()
-		}
+		return ds, nil
 	}
+	return outbound.Drain(ctx, cfg.Batch, cfg.Parallel, claim, func(ctx context.Context, d LogoutDelivery) (bool, error) {
+		return p.attemptDelivery(ctx, q, d)
+	})
 }
 
 // attemptDelivery POSTs d once and records the outcome: delivered, retry
