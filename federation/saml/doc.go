@@ -28,19 +28,21 @@
 // It declares the Store it needs; store/memory and store/postgres implement
 // it. internal/server mounts Handler; admin registers SPs through Registry.
 //
-// Global logout (slo_backchannel.go): Handler.BackchannelLogout returns an
-// authn.SessionEndListener that internal/server registers. When any nhsid
-// session ends, it queues a signed LogoutRequest (persistent NameID = uid,
-// the SessionIndex that was asserted, NotOnOrAfter) for every participant
-// SP whose metadata has a SingleLogoutService on the SOAP binding, and a
-// goroutine POSTs each in a SOAP 1.1 envelope through the guarded outbound
-// client, retrying with exponential backoff up to SLOConfig.MaxAttempts.
-// The queue is in memory and bounded (not durable across restarts); the
-// listener never blocks the logout. SPs with only HTTP-Redirect or
-// HTTP-POST SingleLogoutService cannot be reached from the back end and
-// are skipped (logged): after a user-initiated logout they keep their own
-// session until it expires. Handler.DeliverLogouts delivers what is due
-// now (tests).
+// Global logout (slo_backchannel.go, logoutqueue.go): Handler.BackchannelLogout
+// returns an authn.SessionEndListener that internal/server registers. When
+// any nhsid session ends, it writes a row to the store's durable queue
+// (LogoutQueue) for every participant SP whose metadata has a
+// SingleLogoutService on the SOAP binding; it never blocks the logout.
+// Handler.RunLogoutDelivery, on every replica, claims due rows (leased,
+// so replicas never send the same one at once), signs a fresh
+// LogoutRequest for each (persistent NameID = uid, the SessionIndex that
+// was asserted, NotOnOrAfter) and POSTs it in a SOAP 1.1 envelope through
+// the guarded outbound client, retrying with exponential backoff up to
+// SLOConfig.MaxAttempts. SPs with only HTTP-Redirect or HTTP-POST
+// SingleLogoutService cannot be reached from the back end and are skipped
+// (logged): after a user-initiated logout they keep their own session
+// until it expires. Handler.DeliverLogouts delivers what is due now
+// (tests).
 //
 // AuthnContextClassRef values: AAL3 sessions are asserted as
 // urn:nhsid:aal3 (ClassAAL3), AAL2 sessions as urn:nhsid:aal2 (ClassAAL2).

@@ -44,12 +44,64 @@ type fakeStore struct {
 	seen  map[string]time.Time
 	parts map[string][]Participant
 	chal  map[string][]byte
-	sess  map[string]authn.Session // by SID
+	sess  map[string]authn.Session  // by SID
+	slo   map[string]LogoutDelivery // the back-channel logout queue, by ID
 }
 
 func newFakeStore() *fakeStore {
 	return &fakeStore{sps: map[string]ServiceProvider{}, seen: map[string]time.Time{}, parts: map[string][]Participant{},
-		chal: map[string][]byte{}, sess: map[string]authn.Session{}}
+		chal: map[string][]byte{}, sess: map[string]authn.Session{}, slo: map[string]LogoutDelivery{}}
+}
+
+func (f *fakeStore) EnqueueSAMLLogout(_ context.Context, d LogoutDelivery) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.slo[d.ID]; ok {
+		return store.ErrExists
+	}
+	f.slo[d.ID] = d
+	return nil
+}
+
+func (f *fakeStore) ClaimSAMLLogouts(_ context.Context, now, leaseUntil time.Time, limit int) ([]LogoutDelivery, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var due []LogoutDelivery
+	for _, d := range f.slo {
+		if d.DeliveredAt.IsZero() && d.FailedAt.IsZero() && !d.NextAttemptAt.After(now) && len(due) < limit {
+			d.NextAttemptAt = leaseUntil
+			f.slo[d.ID] = d
+			due = append(due, d)
+		}
+	}
+	return due, nil
+}
+
+func (f *fakeStore) UpdateSAMLLogout(_ context.Context, id string, fn func(*LogoutDelivery) error) (LogoutDelivery, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, ok := f.slo[id]
+	if !ok {
+		return d, store.ErrNotFound
+	}
+	if err := fn(&d); err != nil {
+		return d, err
+	}
+	f.slo[id] = d
+	return d, nil
+}
+
+// pendingSLO counts the queued logouts neither delivered nor given up.
+func (f *fakeStore) pendingSLO() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, d := range f.slo {
+		if d.DeliveredAt.IsZero() && d.FailedAt.IsZero() {
+			n++
+		}
+	}
+	return n
 }
 
 func (f *fakeStore) CreateServiceProvider(_ context.Context, sp ServiceProvider) error {

@@ -3,15 +3,14 @@ package saml
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/beevik/etree"
 	crewjam "github.com/crewjam/saml"
+	"github.com/google/uuid"
 
 	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/authn"
@@ -35,26 +34,32 @@ type SLOConfig struct {
 	// each further one [5s], up to MaxBackoff [10m].
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
-	// QueueSize bounds the queued logouts; more are dropped and logged
-	// [10000].
-	QueueSize int
+	// PollInterval is how often RunLogoutDelivery looks for due logouts
+	// when nothing wakes it [5s].
+	PollInterval time.Duration
+	// Lease is how long a claimed logout is hidden from other replicas
+	// while one tries it [2m]; it must exceed an attempt's timeout (30 s).
+	Lease time.Duration
+	// Parallel is how many logouts one pass claims and sends at once [8].
+	Parallel int
 }
 
 func (c SLOConfig) withDefaults() SLOConfig {
-	if c.RequestTTL <= 0 {
-		c.RequestTTL = 2 * time.Minute
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
 	}
+	def(&c.RequestTTL, 2*time.Minute)
+	def(&c.InitialBackoff, 5*time.Second)
+	def(&c.MaxBackoff, 10*time.Minute)
+	def(&c.PollInterval, 5*time.Second)
+	def(&c.Lease, 2*time.Minute)
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 8
 	}
-	if c.InitialBackoff <= 0 {
-		c.InitialBackoff = 5 * time.Second
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 10 * time.Minute
-	}
-	if c.QueueSize <= 0 {
-		c.QueueSize = 10000
+	if c.Parallel <= 0 {
+		c.Parallel = 8
 	}
 	return c
 }
@@ -67,35 +72,27 @@ func (c SLOConfig) backoff(n int) time.Duration {
 	return min(d, c.MaxBackoff)
 }
 
-// sloJob is one LogoutRequest owed to one SP for one ended session.
-type sloJob struct {
-	sid, entityID, location, nameID, sessionIndex, reason string
-	attempts                                              int
-	next                                                  time.Time
-	busy                                                  bool
-}
+// sloAttemptTimeout bounds one POST to an SP.
+const sloAttemptTimeout = 30 * time.Second
 
 // BackchannelLogout sends SAML LogoutRequests over the SOAP binding to
 // the SPs of an ended session. It implements authn.SessionEndListener:
-// SessionEnded only queues (in memory, bounded) and a goroutine delivers
-// with exponential backoff through the guarded outbound client. The queue
-// is not durable: logouts still queued when the process stops are lost.
+// SessionEnded only writes one row per SP to the store's durable queue
+// (LogoutQueue), and RunLogoutDelivery, on every replica, claims due rows
+// and delivers them through the guarded outbound client, with exponential
+// backoff. A logout queued before a restart, or on a replica that then
+// stopped, is delivered by whichever replica runs next.
 type BackchannelLogout struct {
 	h    *Handler
 	cfg  SLOConfig
 	http *http.Client
-
-	mu       sync.Mutex
-	jobs     []*sloJob
-	draining bool
-	// manual (tests) leaves delivery to Deliver calls.
-	manual bool
+	wake chan struct{}
 }
 
 // BackchannelLogout returns the handler's back-channel Single Logout
 // sender, making it on the first call with client (nil: a default guarded
 // outbound client) and cfg; later calls return the same one. Register it
-// with authn's Service.OnSessionEnd.
+// with authn's Service.OnSessionEnd, and run RunLogoutDelivery.
 func (h *Handler) BackchannelLogout(client *http.Client, cfg SLOConfig) *BackchannelLogout {
 	if b := h.slo.Load(); b != nil {
 		return b
@@ -103,7 +100,7 @@ func (h *Handler) BackchannelLogout(client *http.Client, cfg SLOConfig) *Backcha
 	if client == nil {
 		client = outbound.New(outbound.Options{})
 	}
-	b := &BackchannelLogout{h: h, cfg: cfg.withDefaults(), http: client}
+	b := &BackchannelLogout{h: h, cfg: cfg.withDefaults(), http: client, wake: make(chan struct{}, 1)}
 	if !h.slo.CompareAndSwap(nil, b) {
 		return h.slo.Load()
 	}
@@ -121,6 +118,30 @@ func (h *Handler) DeliverLogouts(ctx context.Context) (int, error) {
 	return b.Deliver(ctx)
 }
 
+// RunLogoutDelivery delivers queued back-channel logouts until ctx ends:
+// at once when a session ends on this replica, and every PollInterval for
+// retries and for logouts queued elsewhere. Without a BackchannelLogout
+// it returns at once.
+func (h *Handler) RunLogoutDelivery(ctx context.Context) {
+	b := h.slo.Load()
+	if b == nil {
+		return
+	}
+	t := time.NewTicker(b.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-b.wake:
+		}
+		if _, err := b.Deliver(ctx); err != nil && ctx.Err() == nil {
+			h.log.ErrorContext(ctx, "saml slo: deliver", "err", err)
+		}
+	}
+}
+
 var _ authn.SessionEndListener = (*BackchannelLogout)(nil)
 
 // SessionEnded implements authn.SessionEndListener: it queues a
@@ -131,12 +152,18 @@ var _ authn.SessionEndListener = (*BackchannelLogout)(nil)
 func (b *BackchannelLogout) SessionEnded(ctx context.Context, s authn.Session, reason string) {
 	ctx = context.WithoutCancel(ctx)
 	h := b.h
+	q, ok := h.deps.Store.(LogoutQueue)
+	if !ok {
+		h.log.ErrorContext(ctx, "saml slo: the store has no logout queue; SPs not told")
+		return
+	}
 	parts, err := h.deps.Store.ListParticipants(ctx, s.SID)
 	if err != nil {
 		h.log.ErrorContext(ctx, "saml slo: list participants", "err", err)
 		return
 	}
 	queued := 0
+	now := h.now()
 	for _, p := range parts {
 		sp, err := h.deps.Store.GetServiceProviderByEntityID(ctx, p.EntityID)
 		if err != nil {
@@ -152,16 +179,19 @@ func (b *BackchannelLogout) SessionEnded(ctx context.Context, s authn.Session, r
 		if nameID == "" {
 			nameID = s.PersonUID
 		}
-		j := &sloJob{sid: s.SID, entityID: p.EntityID, location: loc, nameID: nameID, sessionIndex: p.SessionIndex,
-			reason: reason, next: h.now()}
-		if b.enqueue(j) {
-			queued++
-		} else {
-			h.log.ErrorContext(ctx, "saml slo: queue full, logout dropped", "sp", p.EntityID)
+		d := LogoutDelivery{ID: uuid.NewString(), EntityID: p.EntityID, Location: loc, SID: s.SID, NameID: nameID,
+			SessionIndex: p.SessionIndex, Reason: reason, CreatedAt: now, NextAttemptAt: now}
+		if err := q.EnqueueSAMLLogout(ctx, d); err != nil {
+			h.log.ErrorContext(ctx, "saml slo: queue logout", "sp", p.EntityID, "err", err)
+			continue
 		}
+		queued++
 	}
 	if queued > 0 {
-		b.startDrain()
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -175,118 +205,80 @@ func soapSLO(sp ServiceProvider) string {
 	return ""
 }
 
-func (b *BackchannelLogout) enqueue(j *sloJob) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.jobs) >= b.cfg.QueueSize {
-		return false
-	}
-	b.jobs = append(b.jobs, j)
-	return true
-}
-
-// startDrain starts the delivery goroutine unless one runs. It ends when
-// the queue is empty.
-func (b *BackchannelLogout) startDrain() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.draining || b.manual {
-		return
-	}
-	b.draining = true
-	go b.drain()
-}
-
-func (b *BackchannelLogout) drain() {
-	ctx := context.Background()
-	for {
-		if _, err := b.Deliver(ctx); err != nil {
-			b.h.log.ErrorContext(ctx, "saml slo: deliver", "err", err)
-		}
-		b.mu.Lock()
-		if len(b.jobs) == 0 {
-			b.draining = false
-			b.mu.Unlock()
-			return
-		}
-		now := b.h.now()
-		wait := b.cfg.MaxBackoff
-		for _, j := range b.jobs {
-			wait = min(wait, j.next.Sub(now))
-		}
-		b.mu.Unlock()
-		time.Sleep(max(wait, 200*time.Millisecond))
-	}
-}
-
-// Deliver attempts every due, idle job once and returns how many SPs
-// accepted their LogoutRequest.
+// Deliver claims the due logouts, Parallel at a time, attempts each
+// once, and returns how many SPs accepted theirs; its error reports the
+// logouts given up in this call, and any failure to claim or record.
 func (b *BackchannelLogout) Deliver(ctx context.Context) (int, error) {
-	now := b.h.now()
-	b.mu.Lock()
-	var due []*sloJob
-	for _, j := range b.jobs {
-		if !j.busy && !j.next.After(now) {
-			j.busy = true
-			due = append(due, j)
-		}
+	q, ok := b.h.deps.Store.(LogoutQueue)
+	if !ok {
+		return 0, nil
 	}
-	b.mu.Unlock()
-	delivered := 0
-	var errs []error
-	for _, j := range due {
-		err := b.attempt(ctx, j)
-		b.mu.Lock()
-		j.busy = false
-		j.attempts++
-		done := err == nil || j.attempts >= b.cfg.MaxAttempts
-		if !done {
-			j.next = b.h.now().Add(b.cfg.backoff(j.attempts))
-		} else {
-			b.remove(j)
+	claim := func(ctx context.Context, n int) ([]LogoutDelivery, error) {
+		now := b.h.now()
+		ds, err := q.ClaimSAMLLogouts(ctx, now, now.Add(b.cfg.Lease), n)
+		if err != nil {
+			return nil, fmt.Errorf("saml slo: claim: %w", err)
 		}
-		b.mu.Unlock()
-		b.record(ctx, j, err, done)
-		if err == nil {
-			delivered++
-		} else if done {
-			errs = append(errs, fmt.Errorf("saml slo to %s: %w", j.entityID, err))
-		}
+		return ds, nil
 	}
-	return delivered, errors.Join(errs...)
+	return outbound.Drain(ctx, b.cfg.Parallel, b.cfg.Parallel, claim, func(ctx context.Context, d LogoutDelivery) (bool, error) {
+		return b.attemptOnce(ctx, q, d)
+	})
 }
 
-// remove drops j from the queue; b.mu is held.
-func (b *BackchannelLogout) remove(j *sloJob) {
-	for i, x := range b.jobs {
-		if x == j {
-			b.jobs = append(b.jobs[:i], b.jobs[i+1:]...)
-			return
+// attemptOnce sends d once and records the outcome: delivered, retried
+// later with backoff, or given up after MaxAttempts. Its error is the
+// last failure of a logout given up, or a failure to record the attempt.
+func (b *BackchannelLogout) attemptOnce(ctx context.Context, q LogoutQueue, d LogoutDelivery) (bool, error) {
+	sendErr := b.attempt(ctx, d)
+	end := b.h.now()
+	updated, err := q.UpdateSAMLLogout(ctx, d.ID, func(x *LogoutDelivery) error {
+		x.Attempts++
+		if sendErr == nil {
+			x.DeliveredAt, x.LastError = end, ""
+			return nil
 		}
+		x.LastError = clip(sendErr.Error(), 200)
+		if x.Attempts >= b.cfg.MaxAttempts {
+			x.FailedAt = end
+			return nil
+		}
+		x.NextAttemptAt = end.Add(b.cfg.backoff(x.Attempts))
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("saml slo: record attempt for %s: %w", d.EntityID, err)
 	}
+	gaveUp := !updated.FailedAt.IsZero()
+	b.record(ctx, updated, sendErr, gaveUp)
+	if sendErr != nil && gaveUp {
+		return false, fmt.Errorf("saml slo to %s: %w", d.EntityID, sendErr)
+	}
+	return sendErr == nil, nil
 }
 
 // record logs and audits one attempt.
-func (b *BackchannelLogout) record(ctx context.Context, j *sloJob, err error, done bool) {
+func (b *BackchannelLogout) record(ctx context.Context, d LogoutDelivery, err error, gaveUp bool) {
 	h := b.h
-	outcome, detail := audit.Success, map[string]any{"kind": "saml_backchannel", "attempt": j.attempts, "reason": j.reason}
+	outcome, detail := audit.Success, map[string]any{"kind": "saml_backchannel", "attempt": d.Attempts, "reason": d.Reason}
 	if err != nil {
 		outcome = audit.Failure
 		detail["error"] = clip(err.Error(), 200)
-		detail["final"] = done
-		h.log.WarnContext(ctx, "saml slo: delivery failed", "sp", j.entityID, "attempt", j.attempts, "final", done, "err", err)
+		detail["final"] = gaveUp
+		h.log.WarnContext(ctx, "saml slo: delivery failed", "sp", d.EntityID, "attempt", d.Attempts, "final", gaveUp,
+			"next_attempt_at", d.NextAttemptAt, "err", err)
 	} else {
-		h.log.InfoContext(ctx, "saml slo: delivered", "sp", j.entityID, "attempt", j.attempts)
+		h.log.InfoContext(ctx, "saml slo: delivered", "sp", d.EntityID, "attempt", d.Attempts)
 	}
-	if aerr := h.deps.Audit.Record(ctx, audit.Event{Type: audit.Logout, Outcome: outcome, Subject: j.nameID,
-		Client: clip(j.entityID, 500), SessionHash: audit.HashSession(j.sid), Detail: detail}); aerr != nil {
+	if aerr := h.deps.Audit.Record(ctx, audit.Event{Type: audit.Logout, Outcome: outcome, Subject: d.NameID,
+		Client: clip(d.EntityID, 500), SessionHash: audit.HashSession(d.SID), Detail: detail}); aerr != nil {
 		h.log.ErrorContext(ctx, "saml slo: audit", "err", aerr)
 	}
 }
 
-// logoutRequest builds the signed LogoutRequest of j, fresh for each
+// logoutRequest builds the signed LogoutRequest of d, fresh for each
 // attempt (new ID, IssueInstant and NotOnOrAfter).
-func (b *BackchannelLogout) logoutRequest(j *sloJob) (*etree.Element, error) {
+func (b *BackchannelLogout) logoutRequest(d LogoutDelivery) (*etree.Element, error) {
 	h := b.h
 	signer, cert, _, err := h.deps.Signing.SAMLSigning()
 	if err != nil {
@@ -298,11 +290,11 @@ func (b *BackchannelLogout) logoutRequest(j *sloJob) (*etree.Element, error) {
 	}
 	now := h.now().UTC()
 	until := now.Add(b.cfg.RequestTTL)
-	lr := &crewjam.LogoutRequest{ID: id, Version: "2.0", IssueInstant: now, NotOnOrAfter: &until, Destination: j.location,
+	lr := &crewjam.LogoutRequest{ID: id, Version: "2.0", IssueInstant: now, NotOnOrAfter: &until, Destination: d.Location,
 		Issuer: &crewjam.Issuer{Format: "urn:oasis:names:tc:SAML:2.0:nameid-format:entity", Value: h.EntityID()},
-		NameID: &crewjam.NameID{Format: NameIDPersistent, NameQualifier: h.EntityID(), SPNameQualifier: j.entityID, Value: j.nameID}}
-	if j.sessionIndex != "" {
-		lr.SessionIndex = &crewjam.SessionIndex{Value: j.sessionIndex}
+		NameID: &crewjam.NameID{Format: NameIDPersistent, NameQualifier: h.EntityID(), SPNameQualifier: d.EntityID, Value: d.NameID}}
+	if d.SessionIndex != "" {
+		lr.SessionIndex = &crewjam.SessionIndex{Value: d.SessionIndex}
 	}
 	sc, err := signingContext(signer, cert)
 	if err != nil {
@@ -331,10 +323,10 @@ func soapEnvelope(el *etree.Element) ([]byte, error) {
 	return raw, nil
 }
 
-// attempt POSTs j's LogoutRequest to the SP. Any 2xx answer counts as
+// attempt POSTs d's LogoutRequest to the SP. Any 2xx answer counts as
 // delivered; a LogoutResponse with a non-success status is only logged.
-func (b *BackchannelLogout) attempt(ctx context.Context, j *sloJob) error {
-	el, err := b.logoutRequest(j)
+func (b *BackchannelLogout) attempt(ctx context.Context, d LogoutDelivery) error {
+	el, err := b.logoutRequest(d)
 	if err != nil {
 		return err
 	}
@@ -342,9 +334,9 @@ func (b *BackchannelLogout) attempt(ctx context.Context, j *sloJob) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, sloAttemptTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.location, bytes.NewReader(raw))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.Location, bytes.NewReader(raw))
 	if err != nil {
 		return fmt.Errorf("request: %w", err)
 	}
@@ -360,7 +352,7 @@ func (b *BackchannelLogout) attempt(ctx context.Context, j *sloJob) error {
 		return fmt.Errorf("status %d", resp.StatusCode)
 	}
 	if st := soapStatus(answer); st != "" && st != crewjam.StatusSuccess {
-		b.h.log.WarnContext(ctx, "saml slo: SP answered a non-success status", "sp", j.entityID, "status", st)
+		b.h.log.WarnContext(ctx, "saml slo: SP answered a non-success status", "sp", d.EntityID, "status", st)
 	}
 	return nil
 }

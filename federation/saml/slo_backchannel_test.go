@@ -152,7 +152,6 @@ func TestBackchannelLogoutSignedSOAP(t *testing.T) {
 		}
 	}
 	b := rg.h.BackchannelLogout(soap.srv.Client(), SLOConfig{})
-	b.manual = true
 	if rg.h.BackchannelLogout(nil, SLOConfig{}) != b {
 		t.Fatal("BackchannelLogout is not made once")
 	}
@@ -229,7 +228,6 @@ func TestBackchannelLogoutRetry(t *testing.T) {
 				t.Fatal(err)
 			}
 			b := rg.h.BackchannelLogout(soap.srv.Client(), SLOConfig{MaxAttempts: tc.maxAttempts})
-			b.manual = true
 			b.SessionEnded(ctx, authn.Session{SID: "s", PersonUID: "555000000001"}, "user")
 			if n, err := b.Deliver(ctx); n != 0 || err != nil {
 				t.Fatalf("first attempt: %d %v", n, err)
@@ -253,12 +251,81 @@ func TestBackchannelLogoutRetry(t *testing.T) {
 			if bodies, _ := soap.got(); len(bodies) != tc.wantHits {
 				t.Fatalf("hits %d, want %d", len(bodies), tc.wantHits)
 			}
-			b.mu.Lock()
-			left := len(b.jobs)
-			b.mu.Unlock()
-			if left != 0 {
-				t.Fatalf("%d jobs left", left)
+			if left := rg.st.pendingSLO(); left != 0 {
+				t.Fatalf("%d logouts left in the queue", left)
 			}
 		})
+	}
+}
+
+// TestBackchannelLogoutDurable: a logout queued on a replica that stops
+// before the SP answers is delivered by another replica (or the same one
+// restarted) sharing the store, and RunLogoutDelivery sends a new one
+// without being asked.
+func TestBackchannelLogoutDurable(t *testing.T) {
+	rg := newRig(t)
+	rg.clock = time.Now().UTC().Truncate(time.Second)
+	soap := newSOAPSP(t)
+	soap.set(http.StatusServiceUnavailable)
+	reg := rg.addSOAPSP("https://soap-sp.example.nhs.uk", soap.srv.URL+"/slo")
+	ctx := context.Background()
+	for _, sid := range []string{"s1", "s2"} {
+		if err := rg.st.AddParticipant(ctx, Participant{SID: sid, EntityID: reg.EntityID, NameID: "555000000001", SessionIndex: sid}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := rg.h.BackchannelLogout(soap.srv.Client(), SLOConfig{})
+	first.SessionEnded(ctx, authn.Session{SID: "s1", PersonUID: "555000000001"}, "user")
+	if n, err := first.Deliver(ctx); n != 0 || err != nil {
+		t.Fatalf("while the SP is down: %d %v", n, err)
+	}
+
+	// The first replica is gone; another starts on the same store.
+	other, err := New(rg.h.cfg, rg.h.deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	soap.set(http.StatusOK)
+	if n, _ := other.DeliverLogouts(ctx); n != 0 {
+		t.Fatal("the other replica did not wait for the backoff")
+	}
+	rg.mu.Lock()
+	rg.clock = rg.clock.Add(5 * time.Second)
+	rg.mu.Unlock()
+	if n, _ := other.DeliverLogouts(ctx); n != 0 {
+		t.Fatal("delivered without a BackchannelLogout")
+	}
+	other.BackchannelLogout(soap.srv.Client(), SLOConfig{PollInterval: time.Hour})
+	if n, err := other.DeliverLogouts(ctx); n != 1 || err != nil {
+		t.Fatalf("the other replica delivered %d, %v; want the queued logout", n, err)
+	}
+	bodies, _ := soap.got()
+	if len(bodies) != 2 {
+		t.Fatalf("SP got %d requests, want 2 (one refused, one accepted)", len(bodies))
+	}
+	lr, err := verifySOAPLogout(t, bodies[1], rg.idpCert())
+	if err != nil || lr.SessionIndex.Value != "s1" || lr.NameID.Value != "555000000001" {
+		t.Fatalf("delivered %+v, %v", lr, err)
+	}
+
+	// Running, the replica sends a new logout as soon as it is queued:
+	// the hourly poll would not.
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		other.RunLogoutDelivery(runCtx)
+	}()
+	defer func() { stop(); <-done }()
+	other.BackchannelLogout(nil, SLOConfig{}).SessionEnded(ctx, authn.Session{SID: "s2", PersonUID: "555000000001"}, "user")
+	deadline := time.Now().Add(10 * time.Second)
+	for rg.st.pendingSLO() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("RunLogoutDelivery did not deliver the new logout")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if bodies, _ := soap.got(); len(bodies) != 3 {
+		t.Fatalf("SP got %d requests, want 3", len(bodies))
 	}
 }

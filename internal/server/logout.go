@@ -34,14 +34,18 @@ const (
 	gcGrace = time.Hour
 )
 
-// startSessionJobs runs the back-channel logout worker, the absolute-expiry
-// sweeper and the expired-token GC until ctx ends. Each is safe with
-// several replicas (SKIP LOCKED leases, job locks).
+// startSessionJobs runs the back-channel logout workers (OIDC and SAML),
+// the absolute-expiry sweeper and the expired-token GC until ctx ends.
+// Each is safe with several replicas (SKIP LOCKED leases, job locks).
 func (s *Server) startSessionJobs(ctx context.Context) {
-	s.bgDone.Add(3)
+	s.bgDone.Add(4)
 	go func() {
 		defer s.bgDone.Done()
 		s.IDP.RunLogoutDelivery(ctx)
+	}()
+	go func() {
+		defer s.bgDone.Done()
+		s.SAML.RunLogoutDelivery(ctx)
 	}()
 	go func() {
 		defer s.bgDone.Done()

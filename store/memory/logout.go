@@ -2,12 +2,14 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/nhsid/nhsid/authn"
+	"github.com/nhsid/nhsid/federation/saml"
 	"github.com/nhsid/nhsid/idp"
 	"github.com/nhsid/nhsid/store"
 )
@@ -16,6 +18,7 @@ var (
 	_ authn.ParticipantStore    = (*Store)(nil)
 	_ authn.ExpiredSessionStore = (*Store)(nil)
 	_ idp.LogoutDeliveryStore   = (*Store)(nil)
+	_ saml.LogoutQueue          = (*Store)(nil)
 )
 
 // logoutState holds session participants and the back-channel logout
@@ -23,7 +26,21 @@ var (
 type logoutState struct {
 	mu           sync.Mutex
 	participants map[string][]authn.SessionParticipant // by SID, oldest first
-	deliveries   map[string]idp.LogoutDelivery
+	deliveries   deliveryQueue[idp.LogoutDelivery]
+	saml         deliveryQueue[saml.LogoutDelivery]
+}
+
+// queues returns l's delivery queues, ready; l.mu is held.
+func (l *logoutState) queues() (*deliveryQueue[idp.LogoutDelivery], *deliveryQueue[saml.LogoutDelivery]) {
+	if l.deliveries.fields == nil {
+		l.deliveries.fields = func(d *idp.LogoutDelivery) schedule {
+			return schedule{id: &d.ID, created: &d.CreatedAt, next: &d.NextAttemptAt, delivered: &d.DeliveredAt, failed: &d.FailedAt}
+		}
+		l.saml.fields = func(d *saml.LogoutDelivery) schedule {
+			return schedule{id: &d.ID, created: &d.CreatedAt, next: &d.NextAttemptAt, delivered: &d.DeliveredAt, failed: &d.FailedAt}
+		}
+	}
+	return &l.deliveries, &l.saml
 }
 
 // AddSessionParticipant implements authn.ParticipantStore.
@@ -78,26 +95,15 @@ func (s *Store) ListExpiredSessions(_ context.Context, now time.Time, limit int)
 	return out, nil
 }
 
-func copyDelivery(d idp.LogoutDelivery) idp.LogoutDelivery {
-	d.CreatedAt = coreTime(d.CreatedAt)
-	d.NextAttemptAt = coreTime(d.NextAttemptAt)
-	d.DeliveredAt = coreTime(d.DeliveredAt)
-	d.FailedAt = coreTime(d.FailedAt)
-	return d
-}
-
 // EnqueueLogoutDelivery implements idp.LogoutDeliveryStore.
 func (s *Store) EnqueueLogoutDelivery(_ context.Context, d idp.LogoutDelivery) error {
 	l := &s.logout
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.deliveries == nil {
-		l.deliveries = map[string]idp.LogoutDelivery{}
+	q, _ := l.queues()
+	if err := q.enqueue(d); err != nil {
+		return fmt.Errorf("enqueue logout delivery: %w", err)
 	}
-	if _, ok := l.deliveries[d.ID]; ok {
-		return fmt.Errorf("enqueue logout delivery: %w", store.ErrExists)
-	}
-	l.deliveries[d.ID] = copyDelivery(d)
 	return nil
 }
 
@@ -106,27 +112,8 @@ func (s *Store) ClaimLogoutDeliveries(_ context.Context, now, leaseUntil time.Ti
 	l := &s.logout
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now = coreTime(now)
-	var due []idp.LogoutDelivery
-	for _, d := range l.deliveries {
-		if d.DeliveredAt.IsZero() && d.FailedAt.IsZero() && !d.NextAttemptAt.After(now) {
-			due = append(due, d)
-		}
-	}
-	sort.Slice(due, func(i, j int) bool {
-		if !due[i].NextAttemptAt.Equal(due[j].NextAttemptAt) {
-			return due[i].NextAttemptAt.Before(due[j].NextAttemptAt)
-		}
-		return due[i].ID < due[j].ID
-	})
-	if limit > 0 && len(due) > limit {
-		due = due[:limit]
-	}
-	for i := range due {
-		due[i].NextAttemptAt = coreTime(leaseUntil)
-		l.deliveries[due[i].ID] = due[i]
-	}
-	return due, nil
+	q, _ := l.queues()
+	return q.claim(now, leaseUntil, limit), nil
 }
 
 // UpdateLogoutDelivery implements idp.LogoutDeliveryStore.
@@ -134,17 +121,12 @@ func (s *Store) UpdateLogoutDelivery(_ context.Context, id string, fn func(*idp.
 	l := &s.logout
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	d, ok := l.deliveries[id]
-	if !ok {
-		return idp.LogoutDelivery{}, fmt.Errorf("update logout delivery: %w", store.ErrNotFound)
+	q, _ := l.queues()
+	d, err := q.update(id, fn)
+	if errors.Is(err, store.ErrNotFound) {
+		return d, fmt.Errorf("update logout delivery: %w", err)
 	}
-	if err := fn(&d); err != nil {
-		return idp.LogoutDelivery{}, err
-	}
-	d.ID = id
-	d = copyDelivery(d)
-	l.deliveries[id] = d
-	return d, nil
+	return d, err
 }
 
 // GetLogoutDelivery implements idp.LogoutDeliveryStore.
@@ -152,15 +134,51 @@ func (s *Store) GetLogoutDelivery(_ context.Context, id string) (idp.LogoutDeliv
 	l := &s.logout
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	d, ok := l.deliveries[id]
+	q, _ := l.queues()
+	d, ok := q.items[id]
 	if !ok {
 		return idp.LogoutDelivery{}, fmt.Errorf("get logout delivery: %w", store.ErrNotFound)
 	}
 	return d, nil
 }
 
+// EnqueueSAMLLogout implements saml.LogoutQueue.
+func (s *Store) EnqueueSAMLLogout(_ context.Context, d saml.LogoutDelivery) error {
+	l := &s.logout
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, q := l.queues()
+	if err := q.enqueue(d); err != nil {
+		return fmt.Errorf("enqueue saml logout: %w", err)
+	}
+	return nil
+}
+
+// ClaimSAMLLogouts implements saml.LogoutQueue.
+func (s *Store) ClaimSAMLLogouts(_ context.Context, now, leaseUntil time.Time, limit int) ([]saml.LogoutDelivery, error) {
+	l := &s.logout
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, q := l.queues()
+	return q.claim(now, leaseUntil, limit), nil
+}
+
+// UpdateSAMLLogout implements saml.LogoutQueue.
+func (s *Store) UpdateSAMLLogout(_ context.Context, id string, fn func(*saml.LogoutDelivery) error) (saml.LogoutDelivery, error) {
+	l := &s.logout
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, q := l.queues()
+	d, err := q.update(id, fn)
+	if errors.Is(err, store.ErrNotFound) {
+		return d, fmt.Errorf("update saml logout: %w", err)
+	}
+	return d, err
+}
+
 // PurgeExpiredSessionData deletes flows and challenges that expired
-// before before, and logout deliveries delivered or given up before it.
+// before before, and logout deliveries (OIDC and SAML) delivered or given
+// up before it.
 func (s *Store) PurgeExpiredSessionData(_ context.Context, before time.Time) (int, error) {
 	before = coreTime(before)
 	n := 0
@@ -182,11 +200,7 @@ func (s *Store) PurgeExpiredSessionData(_ context.Context, before time.Time) (in
 	l := &s.logout
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for id, d := range l.deliveries {
-		if (!d.DeliveredAt.IsZero() && d.DeliveredAt.Before(before)) || (!d.FailedAt.IsZero() && d.FailedAt.Before(before)) {
-			delete(l.deliveries, id)
-			n++
-		}
-	}
+	oidc, sq := l.queues()
+	n += oidc.purge(before) + sq.purge(before)
 	return n, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/nhsid/nhsid/authn"
+	"github.com/nhsid/nhsid/federation/saml"
 	"github.com/nhsid/nhsid/idp"
 )
 
@@ -15,6 +16,7 @@ var (
 	_ authn.ParticipantStore    = (*Store)(nil)
 	_ authn.ExpiredSessionStore = (*Store)(nil)
 	_ idp.LogoutDeliveryStore   = (*Store)(nil)
+	_ saml.LogoutQueue          = (*Store)(nil)
 )
 
 // AddSessionParticipant implements authn.ParticipantStore.
@@ -141,7 +143,7 @@ var gcBatch int64 = 1000 // a var so that tests can exercise several batches
 
 // PurgeExpiredSessionData deletes, in batches, sign-in flows and WebAuthn
 // challenges that expired before before, and back-channel logout
-// deliveries that were delivered or given up before it. It returns how
+// deliveries (OIDC and SAML) that were delivered or given up before it. It returns how
 // many rows it removed.
 func (s *Store) PurgeExpiredSessionData(ctx context.Context, before time.Time) (int, error) {
 	total := 0
@@ -149,6 +151,8 @@ func (s *Store) PurgeExpiredSessionData(ctx context.Context, before time.Time) (
 		`DELETE FROM flows WHERE ctid IN (SELECT ctid FROM flows WHERE expires_at < $1 LIMIT $2)`,
 		`DELETE FROM challenges WHERE ctid IN (SELECT ctid FROM challenges WHERE expires_at < $1 LIMIT $2)`,
 		`DELETE FROM logout_deliveries WHERE id IN (SELECT id FROM logout_deliveries
+			WHERE delivered_at < $1 OR failed_at < $1 LIMIT $2)`,
+		`DELETE FROM saml_logout_deliveries WHERE id IN (SELECT id FROM saml_logout_deliveries
 			WHERE delivered_at < $1 OR failed_at < $1 LIMIT $2)`,
 	} {
 		for {
@@ -163,4 +167,72 @@ func (s *Store) PurgeExpiredSessionData(ctx context.Context, before time.Time) (
 		}
 	}
 	return total, ctx.Err()
+}
+
+const samlLogoutColumns = `id, entity_id, location, sid, name_id, session_index, reason, attempts, created_at,
+	next_attempt_at, delivered_at, failed_at, last_error`
+
+func scanSAMLLogout(row pgx.Row) (saml.LogoutDelivery, error) {
+	var d saml.LogoutDelivery
+	err := row.Scan(&d.ID, &d.EntityID, &d.Location, &d.SID, &d.NameID, &d.SessionIndex, &d.Reason, &d.Attempts,
+		scanTime(&d.CreatedAt), scanTime(&d.NextAttemptAt), scanTime(&d.DeliveredAt), scanTime(&d.FailedAt), &d.LastError)
+	return d, err
+}
+
+// samlLogoutArgs are d's columns in samlLogoutColumns order.
+func samlLogoutArgs(d saml.LogoutDelivery) []any {
+	return []any{d.ID, d.EntityID, d.Location, d.SID, d.NameID, d.SessionIndex, d.Reason, d.Attempts, d.CreatedAt.UTC(),
+		d.NextAttemptAt.UTC(), nullTime(d.DeliveredAt), nullTime(d.FailedAt), d.LastError}
+}
+
+// EnqueueSAMLLogout implements saml.LogoutQueue.
+func (s *Store) EnqueueSAMLLogout(ctx context.Context, d saml.LogoutDelivery) error {
+	_, err := s.db(ctx).Exec(ctx, `INSERT INTO saml_logout_deliveries (`+samlLogoutColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`, samlLogoutArgs(d)...)
+	if err != nil {
+		return fmt.Errorf("enqueue saml logout: %w", translate(err))
+	}
+	return nil
+}
+
+// ClaimSAMLLogouts implements saml.LogoutQueue like ClaimLogoutDeliveries:
+// due rows locked with SKIP LOCKED and leased by moving next_attempt_at.
+func (s *Store) ClaimSAMLLogouts(ctx context.Context, now, leaseUntil time.Time, limit int) ([]saml.LogoutDelivery, error) {
+	rows, err := s.db(ctx).Query(ctx, `UPDATE saml_logout_deliveries SET next_attempt_at = $2
+		WHERE id IN (SELECT id FROM saml_logout_deliveries
+			WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1
+			ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+		RETURNING `+samlLogoutColumns, now.UTC(), leaseUntil.UTC(), limitArg(limit))
+	if err != nil {
+		return nil, fmt.Errorf("claim saml logouts: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (saml.LogoutDelivery, error) { return scanSAMLLogout(r) })
+	if err != nil {
+		return nil, fmt.Errorf("claim saml logouts: %w", translate(err))
+	}
+	return out, nil
+}
+
+// UpdateSAMLLogout implements saml.LogoutQueue.
+func (s *Store) UpdateSAMLLogout(ctx context.Context, id string, fn func(*saml.LogoutDelivery) error) (saml.LogoutDelivery, error) {
+	var d saml.LogoutDelivery
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		d, err = scanSAMLLogout(tx.QueryRow(ctx, `SELECT `+samlLogoutColumns+` FROM saml_logout_deliveries WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return translate(err)
+		}
+		if err := fn(&d); err != nil {
+			return err
+		}
+		d.ID = id
+		_, err = tx.Exec(ctx, `UPDATE saml_logout_deliveries SET entity_id = $2, location = $3, sid = $4, name_id = $5,
+			session_index = $6, reason = $7, attempts = $8, created_at = $9, next_attempt_at = $10, delivered_at = $11,
+			failed_at = $12, last_error = $13 WHERE id = $1`, samlLogoutArgs(d)...)
+		return translate(err)
+	})
+	if err != nil {
+		return saml.LogoutDelivery{}, fmt.Errorf("update saml logout: %w", err)
+	}
+	return d, nil
 }

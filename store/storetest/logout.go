@@ -8,17 +8,20 @@ import (
 	"time"
 
 	"github.com/nhsid/nhsid/authn"
+	"github.com/nhsid/nhsid/federation/saml"
 	"github.com/nhsid/nhsid/idp"
 	"github.com/nhsid/nhsid/store"
 )
 
 // LogoutStore is what RunLogoutTests checks: session participants, the
-// expired-session sweep and the back-channel logout queue.
+// expired-session sweep and the back-channel logout queues (OIDC and
+// SAML).
 type LogoutStore interface {
 	authn.SessionStore
 	authn.ParticipantStore
 	authn.ExpiredSessionStore
 	idp.LogoutDeliveryStore
+	saml.LogoutQueue
 	authn.FlowStore
 	authn.ChallengeStore
 	PurgeExpiredSessionData(ctx context.Context, before time.Time) (int, error)
@@ -119,6 +122,72 @@ func RunLogoutTests(t *testing.T, newStore func(t *testing.T) LogoutStore) {
 			noErr(t, "claim done", err)
 			equal(t, "delivered and failed are never claimed", len(got), 0)
 		}},
+		{"SAMLQueue", func(t *testing.T, s LogoutStore) {
+			d := saml.LogoutDelivery{ID: "d1", EntityID: "https://sp.example/metadata", Location: "https://sp.example/slo/soap",
+				SID: "s1", NameID: "555000000001", SessionIndex: "s1", Reason: "user", CreatedAt: t0, NextAttemptAt: t0}
+			noErr(t, "enqueue", s.EnqueueSAMLLogout(ctx, d))
+			isErr(t, "duplicate", s.EnqueueSAMLLogout(ctx, d), store.ErrExists)
+			later := d
+			later.ID, later.NextAttemptAt = "d2", t0.Add(time.Hour)
+			noErr(t, "enqueue later", s.EnqueueSAMLLogout(ctx, later))
+			_, err := s.UpdateSAMLLogout(ctx, "nope", func(*saml.LogoutDelivery) error { return nil })
+			isErr(t, "update missing", err, store.ErrNotFound)
+
+			lease := t0.Add(time.Minute)
+			got, err := s.ClaimSAMLLogouts(ctx, t0, lease, 10)
+			noErr(t, "claim", err)
+			want := d
+			want.NextAttemptAt = lease
+			equal(t, "claimed", got, []saml.LogoutDelivery{want})
+			got, err = s.ClaimSAMLLogouts(ctx, t0.Add(30*time.Second), lease, 10)
+			noErr(t, "claim while leased", err)
+			equal(t, "leased", len(got), 0)
+			got, err = s.ClaimSAMLLogouts(ctx, lease, lease.Add(time.Minute), 10)
+			noErr(t, "claim after lease", err)
+			equal(t, "re-claimed after lease", len(got), 1)
+
+			retry, err := s.UpdateSAMLLogout(ctx, "d1", func(x *saml.LogoutDelivery) error {
+				x.Attempts++
+				x.NextAttemptAt, x.LastError = t0.Add(3*time.Minute), "status 503"
+				return nil
+			})
+			noErr(t, "retry later", err)
+			want.Attempts, want.NextAttemptAt, want.LastError = 1, t0.Add(3*time.Minute), "status 503"
+			equal(t, "updated", retry, want)
+			got, err = s.ClaimSAMLLogouts(ctx, t0.Add(3*time.Minute), t0.Add(4*time.Minute), 10)
+			noErr(t, "claim the retry", err)
+			want.NextAttemptAt = t0.Add(4 * time.Minute)
+			equal(t, "the retry as stored", got, []saml.LogoutDelivery{want})
+
+			_, err = s.UpdateSAMLLogout(ctx, "d1", func(x *saml.LogoutDelivery) error {
+				x.Attempts++
+				x.DeliveredAt, x.LastError = t0.Add(5*time.Minute), ""
+				return nil
+			})
+			noErr(t, "deliver", err)
+			_, err = s.UpdateSAMLLogout(ctx, "d2", func(x *saml.LogoutDelivery) error {
+				x.FailedAt, x.LastError = t0, "gave up"
+				return nil
+			})
+			noErr(t, "fail", err)
+			got, err = s.ClaimSAMLLogouts(ctx, t0.Add(48*time.Hour), t0.Add(49*time.Hour), 10)
+			noErr(t, "claim done", err)
+			equal(t, "delivered and failed are never claimed", len(got), 0)
+		}},
+		{"SAMLConcurrentClaimsDisjoint", func(t *testing.T, s LogoutStore) {
+			for i := range 20 {
+				noErr(t, "enqueue", s.EnqueueSAMLLogout(ctx, saml.LogoutDelivery{ID: fmt.Sprintf("c%02d", i), EntityID: "sp",
+					Location: "https://sp.example/slo", SID: "s", NameID: "n", CreatedAt: t0, NextAttemptAt: t0}))
+			}
+			claimDisjoint(t, 20, func() ([]string, error) {
+				got, err := s.ClaimSAMLLogouts(ctx, t0, t0.Add(time.Hour), 3)
+				ids := make([]string, len(got))
+				for i, d := range got {
+					ids[i] = d.ID
+				}
+				return ids, err
+			})
+		}},
 		{"PurgeExpiredSessionData", func(t *testing.T, s LogoutStore) {
 			noErr(t, "old flow", s.CreateFlow(ctx, authn.Flow{ID: "f-old", Kind: "oidc", ExpiresAt: t0.Add(-time.Hour)}))
 			noErr(t, "new flow", s.CreateFlow(ctx, authn.Flow{ID: "f-new", Kind: "oidc", ExpiresAt: t0.Add(time.Hour)}))
@@ -133,9 +202,21 @@ func RunLogoutTests(t *testing.T, newStore func(t *testing.T) LogoutStore) {
 				d.ClientID, d.URI, d.JTI, d.Token, d.CreatedAt, d.NextAttemptAt = "rp", "https://rp.example/bcl", "j", "t", t0.Add(-2*time.Hour), t0.Add(-2*time.Hour)
 				noErr(t, "enqueue "+d.ID, s.EnqueueLogoutDelivery(ctx, d))
 			}
+			for _, d := range []saml.LogoutDelivery{
+				{ID: "saml-done", DeliveredAt: t0.Add(-time.Hour)},
+				{ID: "saml-pending"},
+			} {
+				d.EntityID, d.Location, d.SID, d.NameID, d.CreatedAt, d.NextAttemptAt = "sp", "https://sp.example/slo", "s", "n", t0.Add(-2*time.Hour), t0.Add(-2*time.Hour)
+				noErr(t, "enqueue "+d.ID, s.EnqueueSAMLLogout(ctx, d))
+			}
 			n, err := s.PurgeExpiredSessionData(ctx, t0)
 			noErr(t, "purge", err)
-			equal(t, "purged", n, 4)
+			equal(t, "purged", n, 5)
+			left, err := s.ClaimSAMLLogouts(ctx, t0, t0.Add(time.Minute), 10)
+			noErr(t, "claim after purge", err)
+			equal(t, "pending SAML logout kept", len(left), 1)
+			noErr(t, "delivered SAML logout purged (its ID is free again)", s.EnqueueSAMLLogout(ctx, saml.LogoutDelivery{ID: "saml-done",
+				EntityID: "sp", Location: "https://sp.example/slo", SID: "s", NameID: "n", CreatedAt: t0, NextAttemptAt: t0}))
 			_, err = s.GetFlow(ctx, "f-old", time.Time{})
 			isErr(t, "old flow gone", err, store.ErrNotFound)
 			_, err = s.GetFlow(ctx, "f-new", time.Time{})
@@ -156,34 +237,14 @@ func RunLogoutTests(t *testing.T, newStore func(t *testing.T) LogoutStore) {
 				noErr(t, "enqueue", s.EnqueueLogoutDelivery(ctx, idp.LogoutDelivery{ID: fmt.Sprintf("c%02d", i), ClientID: "rp",
 					URI: "https://rp.example/bcl", JTI: "j", Token: "t", CreatedAt: t0, NextAttemptAt: t0}))
 			}
-			var mu sync.Mutex
-			seen := map[string]int{}
-			var wg sync.WaitGroup
-			for range 6 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for range 3 {
-						got, err := s.ClaimLogoutDeliveries(ctx, t0, t0.Add(time.Hour), 3)
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						mu.Lock()
-						for _, d := range got {
-							seen[d.ID]++
-						}
-						mu.Unlock()
-					}
-				}()
-			}
-			wg.Wait()
-			for id, n := range seen {
-				if n != 1 {
-					t.Fatalf("%s claimed %d times", id, n)
+			claimDisjoint(t, 20, func() ([]string, error) {
+				got, err := s.ClaimLogoutDeliveries(ctx, t0, t0.Add(time.Hour), 3)
+				ids := make([]string, len(got))
+				for i, d := range got {
+					ids[i] = d.ID
 				}
-			}
-			equal(t, "all claimed", len(seen), 20)
+				return ids, err
+			})
 		}},
 	}
 	for _, tt := range tests {
@@ -192,4 +253,37 @@ func RunLogoutTests(t *testing.T, newStore func(t *testing.T) LogoutStore) {
 			tt.run(t, newStore(t))
 		})
 	}
+}
+
+// claimDisjoint runs claim from six goroutines, three times each, and
+// fails unless every one of the total queued deliveries was claimed
+// exactly once.
+func claimDisjoint(t *testing.T, total int, claim func() ([]string, error)) {
+	t.Helper()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			for range 3 {
+				ids, err := claim()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for _, id := range ids {
+					seen[id]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s claimed %d times", id, n)
+		}
+	}
+	equal(t, "all claimed", len(seen), total)
 }
