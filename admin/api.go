@@ -275,11 +275,21 @@ func (a *API) listPeople(w http.ResponseWriter, r *http.Request, _ actor) error 
 	if err != nil {
 		return err
 	}
-	items, err := a.Policy.Store.ListPeople(r.Context(), cursor, limit)
+	var items []policy.Person
+	if q := r.URL.Query().Get("q"); q != "" {
+		// The start of a family name, full name, display name or email
+		// address (policy.Person.FoundBy).
+		if len(q) > 100 {
+			return apierror.New(http.StatusBadRequest, "invalid_request", "q must be at most 100 characters.", nil)
+		}
+		items, err = a.Policy.Store.SearchPeople(r.Context(), policy.SearchKey(q), cursor, limit)
+	} else {
+		items, err = a.Policy.Store.ListPeople(r.Context(), cursor, limit)
+	}
 	if err != nil {
 		return err
 	}
-	out := list[policy.Person]{Items: items}
+	out := list[policy.Person]{Items: append([]policy.Person{}, items...)}
 	if len(items) == limit {
 		out.NextCursor = items[len(items)-1].UID
 	}

@@ -95,6 +95,14 @@ func TestRAEndpoints(t *testing.T) {
 	e.jsonCall("POST", "/admin/v1/organisations", map[string]string{"code": "RX1", "name": "Trust One"}, 201)
 	person := e.jsonCall("POST", "/admin/v1/people", map[string]any{"given_name": "Ada", "family_name": "Lovelace"}, 201)
 	uid := person["uid"].(string)
+	found := e.jsonCall("GET", "/admin/v1/people?q=ada+love", nil, 200)["items"].([]any)
+	if len(found) != 1 || found[0].(map[string]any)["uid"] != uid {
+		t.Fatalf("search by full name: %v", found)
+	}
+	if none := e.jsonCall("GET", "/admin/v1/people?q=velace", nil, 200)["items"].([]any); len(none) != 0 {
+		t.Fatalf("search by the middle of a name: %v", none)
+	}
+	e.jsonCall("GET", "/admin/v1/people?q="+strings.Repeat("a", 101), nil, 400)
 
 	pos := e.jsonCall("POST", "/admin/v1/people/"+uid+"/positions", map[string]any{"org_code": "RX1", "role_code": policy.SampleClinicalRole, "start": "2020-01-01", "end": "2099-12-31"}, 201)
 	roleID := pos["person_roleid"].(string)

@@ -1,8 +1,8 @@
 // Package migrations owns nhsid's PostgreSQL schema: numbered goose SQL files
 // (NNNN_name.sql, each with "-- +goose Up" and "-- +goose Down" sections)
 // embedded in the binary, and the functions that apply them and report their
-// state. Each migration runs in its own transaction (except one marked
-// "-- +goose NO TRANSACTION", which builds indexes CONCURRENTLY and is
+// state. Each migration runs in its own transaction (except those marked
+// "-- +goose NO TRANSACTION", which build indexes CONCURRENTLY and are
 // written to be run again after a failure) and is recorded in goose's
 // version table; a PostgreSQL session-level advisory lock serialises
 // replicas that start at the same time, and applying an up-to-date schema

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -65,4 +66,30 @@ type Store interface {
 	UpdatePerson(ctx context.Context, uid string, fn func(*Person) error) (Person, error)
 	// ListPeople returns people ordered by UID after the cursor.
 	ListPeople(ctx context.Context, after string, limit int) ([]Person, error)
+	// SearchPeople returns the people found by the search key k (see
+	// SearchKey and Person.FoundBy), ordered by UID after the cursor, at
+	// most limit of them.
+	SearchPeople(ctx context.Context, k string, after string, limit int) ([]Person, error)
+}
+
+// SearchKey normalises a people search as SearchPeople expects it: lower
+// case, trimmed, with single spaces between words.
+func SearchKey(q string) string {
+	return strings.ToLower(strings.Join(strings.Fields(q), " "))
+}
+
+// FoundBy reports whether the search key k (see SearchKey) finds p: k
+// starts p's family name, full name (given then family), display name or
+// email address, ignoring case. Memory stores use it; it defines what
+// the SQL must match. An empty key finds no one.
+func (p Person) FoundBy(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, f := range []string{p.FamilyName, p.GivenName + " " + p.FamilyName, p.DisplayName, p.Email} {
+		if strings.HasPrefix(strings.ToLower(f), k) {
+			return true
+		}
+	}
+	return false
 }

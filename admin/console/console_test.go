@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -314,7 +315,9 @@ func TestActions(t *testing.T) {
 		for _, tt := range []struct{ sid, q, want, notWant string }{
 			{"ra-a", "dora", "Dora Doctor", ""},
 			{"ra-a", created, "Dora Doctor", ""},
-			{"ra-a", "example.nhs.uk", "Carol Clinician", "Bob Agent"},
+			{"ra-a", "Carol@Example", "Carol Clinician", "Bob Agent"},
+			{"ra-a", "clinician", "Carol Clinician", "Bob Agent"},
+			{"ra-a", "linician", "No one you can manage", "Carol Clinician"},
 			{"ra-b", "carol", "No one you can manage", "Carol Clinician"},
 		} {
 			w := f.do("GET", "/ra/?q="+url.QueryEscape(tt.q), tt.sid, nil)
@@ -626,5 +629,29 @@ func TestApprovePosition(t *testing.T) {
 	}
 	if w := f.post(ownApprove, "ra-a", nil); w.Code != http.StatusForbidden {
 		t.Fatalf("approval of one's own request: %d", w.Code)
+	}
+}
+
+// TestSearchFindsAnyone: the search finds a person however many people
+// come before them in UID order (it once gave up after the first 5,000),
+// and shows the first of many with a note to narrow the search.
+func TestSearchFindsAnyone(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for i := range 6000 {
+		p := policy.Person{UID: fmt.Sprintf("%012d", i+1), GivenName: "Filler", FamilyName: fmt.Sprintf("Person%d", i),
+			DisplayName: fmt.Sprintf("Filler Person%d", i), Status: policy.StatusActive}
+		if err := f.st.CreatePerson(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := f.do("GET", "/ra/?q=carol", "ra-a", nil)
+	if w.Code != 200 || !strings.Contains(w.Body.String(), "Carol Clinician") {
+		t.Fatalf("search after 6,000 others: %d\n%s", w.Code, w.Body)
+	}
+	w = f.do("GET", "/ra/?q=filler", "ra-a", nil)
+	if w.Code != 200 || !strings.Contains(w.Body.String(), "Only the first results are shown") ||
+		strings.Count(w.Body.String(), `<a href="/ra/people/0000`) != maxResults {
+		t.Fatalf("search finding 6,000: %d\n%s", w.Code, w.Body)
 	}
 }

@@ -16,8 +16,9 @@ import (
 	"github.com/nhsid/nhsid/store"
 )
 
-// Search bounds: the store has no search, so the console scans people in
-// UID order, at most maxScan of them, and shows at most maxResults.
+// Search bounds: the console pages through the people the store finds
+// (policy.Store.SearchPeople), checks for each whether the RA may view
+// them, stops after maxScan found, and shows at most maxResults.
 const (
 	maxScan    = 5000
 	scanPage   = 500
@@ -138,7 +139,8 @@ func (c *Console) scope(ctx context.Context, who *ra) []string {
 	return out
 }
 
-// search finds people by UID, name or email that the RA may view.
+// search finds the people the RA may view by their 12-digit UID, or by
+// the start of a name or email address (policy.Person.FoundBy).
 func (c *Console) search(ctx context.Context, who *ra, q string) ([]personRow, bool, error) {
 	visible := func(p policy.Person) (bool, error) {
 		err := c.Policy.CheckPerson(ctx, who.actor, policy.ActViewPerson, p.UID)
@@ -161,20 +163,16 @@ func (c *Console) search(ctx context.Context, who *ra, q string) ([]personRow, b
 		}
 		return []personRow{rowOf(p)}, false, nil
 	}
-	needle := strings.ToLower(q)
+	key := policy.SearchKey(q)
 	var out []personRow
 	after, scanned := "", 0
 	for scanned < maxScan {
-		ps, err := c.Policy.Store.ListPeople(ctx, after, scanPage)
+		ps, err := c.Policy.Store.SearchPeople(ctx, key, after, scanPage)
 		if err != nil {
 			return nil, false, fmt.Errorf("search: %w", err)
 		}
 		for _, p := range ps {
 			scanned++
-			hay := strings.ToLower(strings.Join([]string{p.UID, p.DisplayName, p.GivenName + " " + p.FamilyName, p.Email}, "\n"))
-			if !strings.Contains(hay, needle) {
-				continue
-			}
 			ok, err := visible(p)
 			if err != nil {
 				return nil, false, err

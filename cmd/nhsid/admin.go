@@ -92,6 +92,8 @@ it is never taken on the command line. Output is the API's JSON.`,
 	personCreate.Flags().IntVar(&ial, "id-assurance-level", 0, "identity assurance level 0-3")
 	people.AddCommand(personCreate,
 		&cobra.Command{Use: "list", Short: "List people", Args: cobra.NoArgs, RunE: run(http.MethodGet, fixed("/admin/v1/people"), nil)},
+		&cobra.Command{Use: "search TEXT", Short: "Find people by the start of a name or email address", Args: cobra.ExactArgs(1),
+			RunE: run(http.MethodGet, func(a []string) string { return "/admin/v1/people?" + url.Values{"q": {a[0]}}.Encode() }, nil)},
 		&cobra.Command{Use: "get UID", Short: "Show a person", Args: cobra.ExactArgs(1),
 			RunE: run(http.MethodGet, func(a []string) string { return "/admin/v1/people/" + url.PathEscape(a[0]) }, nil)})
 

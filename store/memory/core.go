@@ -194,6 +194,22 @@ func (s *Store) ListPeople(_ context.Context, after string, limit int) ([]policy
 	return out, nil
 }
 
+// SearchPeople implements policy.Store.
+func (s *Store) SearchPeople(_ context.Context, k string, after string, limit int) ([]policy.Person, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []policy.Person
+	for _, uid := range slices.Sorted(maps.Keys(s.core.people)) {
+		if p := s.core.people[uid]; uid > after && p.FoundBy(k) {
+			if limit > 0 && len(out) == limit {
+				break
+			}
+			out = append(out, copyPerson(p))
+		}
+	}
+	return out, nil
+}
+
 // ---- authn.CredentialStore ----
 
 func copyCred(c authn.Credential) authn.Credential {

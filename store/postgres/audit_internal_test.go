@@ -22,7 +22,7 @@ func TestFirstUsePlan(t *testing.T) {
 	// client, new since the last ANALYZE (as a newly onboarded client is),
 	// with 200 people who signed in to it and 20 rounds of their tokens
 	// and sign-ins. In these statistics the service client has every event.
-	for _, q := range []string{
+	execAll(t, pool,
 		`INSERT INTO audit_events (time, type, outcome, actor, subject, client)
 		 SELECT now(), 'token.issued', 'success', 'service', 'service', 'service'
 		 FROM generate_series(1, 20000) AS i`,
@@ -35,12 +35,7 @@ func TestFirstUsePlan(t *testing.T) {
 		 FROM generate_series(1, 20) AS r, generate_series(1, 200) AS p,
 		      unnest(ARRAY['token.issued', 'session.started', 'authn.login']) AS t`,
 		// Sizes, not statistics: the table's and indexes' row counts.
-		`VACUUM audit_events`,
-	} {
-		if _, err := pool.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+		`VACUUM audit_events`)
 	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 		t.Run(mode, func(t *testing.T) {
 			c, err := pool.Acquire(ctx)
@@ -55,22 +50,7 @@ func TestFirstUsePlan(t *testing.T) {
 			if _, err := c.Exec(ctx, `PREPARE first_use AS `+auditFirstUseSQL); err != nil {
 				t.Fatal(err)
 			}
-			rows, err := c.Query(ctx, `EXPLAIN EXECUTE first_use('555000000200', 'web-client', 0, 2)`)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var plan strings.Builder
-			for rows.Next() {
-				var line string
-				if err := rows.Scan(&line); err != nil {
-					t.Fatal(err)
-				}
-				plan.WriteString(line + "\n")
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
-			p := plan.String()
+			p := explain(t, c, `EXECUTE first_use('555000000200', 'web-client', 0, 2)`)
 			for _, want := range []string{"audit_events_first_use_subject_idx", "audit_events_first_use_actor_idx"} {
 				if !strings.Contains(p, want) {
 					t.Errorf("plan does not use %s:\n%s", want, p)

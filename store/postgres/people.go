@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -146,6 +147,36 @@ func (s *Store) UpdatePerson(ctx context.Context, uid string, fn func(*policy.Pe
 	}
 	return p, nil
 }
+
+// searchPeopleSQL finds people by a LIKE pattern $1 on the expressions of
+// the search indexes (migration 0018), each as its index has it.
+const searchPeopleSQL = `SELECT ` + personColumns + ` FROM people
+	WHERE uid > $2 AND (lower(family_name) LIKE $1 OR lower(given_name || ' ' || family_name) LIKE $1
+		OR (display_name <> '' AND lower(display_name) LIKE $1) OR (email <> '' AND lower(email) LIKE $1))
+	ORDER BY uid LIMIT $3`
+
+// SearchPeople implements policy.Store. It is planned for each search's
+// key (an unnamed statement): a generic plan cannot know how rare the
+// prefix is, and would walk every person in UID order to find a rare one.
+func (s *Store) SearchPeople(ctx context.Context, k string, after string, limit int) ([]policy.Person, error) {
+	if k == "" {
+		return nil, nil
+	}
+	pattern := likeEscaper.Replace(k) + "%"
+	rows, err := s.db(ctx).Query(ctx, searchPeopleSQL, pgx.QueryExecModeExec, pattern, after, limitArg(limit))
+	if err != nil {
+		return nil, fmt.Errorf("search people: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (policy.Person, error) { return scanPerson(r) })
+	if err != nil {
+		return nil, fmt.Errorf("search people: %w", translate(err))
+	}
+	return noEmpty(out), nil
+}
+
+// likeEscaper makes a string match itself in a LIKE pattern (whose
+// escape character is the backslash).
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // ListPeople implements policy.Store (limit <= 0: no limit).
 func (s *Store) ListPeople(ctx context.Context, after string, limit int) ([]policy.Person, error) {

@@ -19,6 +19,7 @@ func policyTests() []suiteTest {
 		{"Person/Update", testPersonUpdate},
 		{"Person/ConcurrentUpdate", testPersonConcurrentUpdate},
 		{"Person/List", testPersonList},
+		{"Person/Search", testPersonSearch},
 	}
 }
 
@@ -234,4 +235,56 @@ func testPersonList(t *testing.T, s Store) {
 		after = page[len(page)-1].UID
 	}
 	equal(t, "paged uids", uids, []string{"555000000001", "555000000002", "555000000003"})
+}
+
+func testPersonSearch(t *testing.T, s Store) {
+	ctx := context.Background()
+	for _, p := range []policy.Person{
+		{UID: "555000000001", GivenName: "Ada", FamilyName: "Lovelace", Email: "ada.lovelace@example.nhs.uk"},
+		{UID: "555000000002", GivenName: "Grace", FamilyName: "Hopper", DisplayName: "Dr Grace Hopper", Email: "GHopper@Example.NHS.uk"},
+		{UID: "555000000003", GivenName: "Mary", FamilyName: "Love", Email: ""},
+		{UID: "555000000004", GivenName: "Joan", FamilyName: "O'Brien_Smith", Email: "joan%x@example.nhs.uk"},
+		{UID: "555000000005", GivenName: "Ada", FamilyName: "Byron", Status: policy.StatusClosed},
+	} {
+		noErr(t, "create", s.CreatePerson(ctx, p))
+	}
+	uids := func(ps []policy.Person) []string {
+		out := []string{}
+		for _, p := range ps {
+			out = append(out, p.UID)
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name, q string
+		want    []string
+	}{
+		{"family name", "love", []string{"555000000001", "555000000003"}},
+		{"family name, more of it", "lovel", []string{"555000000001"}},
+		{"given name", "ada", []string{"555000000001", "555000000005"}},
+		{"full name", "Ada  Love", []string{"555000000001"}},
+		{"display name", "dr grace", []string{"555000000002"}},
+		{"email, any case", "ghopper@example", []string{"555000000002"}},
+		{"whole email", "ada.lovelace@example.nhs.uk", []string{"555000000001"}},
+		{"not the middle of a name", "velace", []string{}},
+		{"not the middle of an email", "example.nhs.uk", []string{}},
+		{"underscore is itself", "o'brien_", []string{"555000000004"}},
+		{"underscore is not a wildcard", "o'brie_", []string{}},
+		{"percent is itself", "joan%x", []string{"555000000004"}},
+		{"percent is not a wildcard", "j%x", []string{}},
+		{"empty finds no one", "", []string{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.SearchPeople(ctx, policy.SearchKey(tt.q), "", 0)
+			noErr(t, "search", err)
+			equal(t, "found", uids(got), tt.want)
+		})
+	}
+	page, err := s.SearchPeople(ctx, "ada", "", 1)
+	noErr(t, "first page", err)
+	equal(t, "first page", uids(page), []string{"555000000001"})
+	page, err = s.SearchPeople(ctx, "ada", "555000000001", 1)
+	noErr(t, "second page", err)
+	equal(t, "second page", uids(page), []string{"555000000005"})
+	equal(t, "a found person is whole", page[0].FamilyName, "Byron")
 }
