@@ -73,9 +73,10 @@ type Store interface {
 }
 
 // SearchKey normalises a people search as SearchPeople expects it: lower
-// case, trimmed, with single spaces between words.
+// case, trimmed, with single spaces between words, and without bytes that
+// are not UTF-8 (a search cut short in the middle of a character).
 func SearchKey(q string) string {
-	return strings.ToLower(strings.Join(strings.Fields(q), " "))
+	return strings.ToLower(strings.Join(strings.Fields(strings.ToValidUTF8(q, "")), " "))
 }
 
 // FoundBy reports whether the search key k (see SearchKey) finds p: k

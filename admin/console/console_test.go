@@ -654,4 +654,9 @@ func TestSearchFindsAnyone(t *testing.T) {
 		strings.Count(w.Body.String(), `<a href="/ra/people/0000`) != maxResults {
 		t.Fatalf("search finding 6,000: %d\n%s", w.Code, w.Body)
 	}
+	// Cut to 100 bytes in the middle of a character.
+	w = f.do("GET", "/ra/?q="+url.QueryEscape("a"+strings.Repeat("é", 60)), "ra-a", nil)
+	if w.Code != 200 || !strings.Contains(w.Body.String(), "No one you can manage") {
+		t.Fatalf("a long search: %d\n%s", w.Code, w.Body)
+	}
 }

@@ -273,6 +273,7 @@ func testPersonSearch(t *testing.T, s Store) {
 		{"percent is itself", "joan%x", []string{"555000000004"}},
 		{"percent is not a wildcard", "j%x", []string{}},
 		{"empty finds no one", "", []string{}},
+		{"bytes that are not UTF-8 are dropped", "lov\xffe\xc3", []string{"555000000001", "555000000003"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := s.SearchPeople(ctx, policy.SearchKey(tt.q), "", 0)
