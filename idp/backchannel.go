@@ -46,6 +46,9 @@ type LogoutConfig struct {
 	// many of them are sent at once [8].
 	Batch    int
 	Parallel int
+	// Observe, if set, is told each attempt's outcome: "delivered",
+	// "retry" or "given_up" (metrics).
+	Observe func(outcome string)
 }
 
 func (c LogoutConfig) withDefaults() LogoutConfig {
@@ -302,6 +305,9 @@ func (p *Provider) attemptDelivery(ctx context.Context, q LogoutDeliveryStore, d
 	if err != nil {
 		return false, fmt.Errorf("record logout attempt: %w", err)
 	}
+	if cfg.Observe != nil {
+		cfg.Observe(attemptOutcome(ok, !updated.FailedAt.IsZero()))
+	}
 	attrs := []any{"client", d.ClientID, "attempt", updated.Attempts, "status", status, "delivered", ok}
 	if !ok {
 		attrs = append(attrs, "err", errMsg, "gave_up", !updated.FailedAt.IsZero(), "next_attempt_at", updated.NextAttemptAt)
@@ -340,6 +346,17 @@ func (p *Provider) postLogoutToken(ctx context.Context, uri, token string) (int,
 		return status, ""
 	}
 	return status, "status " + strconv.Itoa(status) + ": " + truncate(string(resp), 200)
+}
+
+// attemptOutcome names a delivery attempt's outcome for LogoutConfig.Observe.
+func attemptOutcome(delivered, gaveUp bool) string {
+	switch {
+	case delivered:
+		return "delivered"
+	case gaveUp:
+		return "given_up"
+	}
+	return "retry"
 }
 
 func truncate(s string, n int) string {

@@ -42,6 +42,9 @@ type SLOConfig struct {
 	Lease time.Duration
 	// Parallel is how many logouts one pass claims and sends at once [8].
 	Parallel int
+	// Observe, if set, is told each attempt's outcome: "delivered",
+	// "retry" or "given_up" (metrics).
+	Observe func(outcome string)
 }
 
 func (c SLOConfig) withDefaults() SLOConfig {
@@ -250,6 +253,16 @@ func (b *BackchannelLogout) attemptOnce(ctx context.Context, q LogoutQueue, d Lo
 		return false, fmt.Errorf("saml slo: record attempt for %s: %w", d.EntityID, err)
 	}
 	gaveUp := !updated.FailedAt.IsZero()
+	if b.cfg.Observe != nil {
+		switch {
+		case sendErr == nil:
+			b.cfg.Observe("delivered")
+		case gaveUp:
+			b.cfg.Observe("given_up")
+		default:
+			b.cfg.Observe("retry")
+		}
+	}
 	b.record(ctx, updated, sendErr, gaveUp)
 	if sendErr != nil && gaveUp {
 		return false, fmt.Errorf("saml slo to %s: %w", d.EntityID, sendErr)

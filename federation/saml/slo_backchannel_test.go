@@ -227,7 +227,9 @@ func TestBackchannelLogoutRetry(t *testing.T) {
 			if err := rg.st.AddParticipant(ctx, Participant{SID: "s", EntityID: reg.EntityID, NameID: "555000000001"}); err != nil {
 				t.Fatal(err)
 			}
-			b := rg.h.BackchannelLogout(soap.srv.Client(), SLOConfig{MaxAttempts: tc.maxAttempts})
+			var outcomes []string
+			b := rg.h.BackchannelLogout(soap.srv.Client(), SLOConfig{MaxAttempts: tc.maxAttempts,
+				Observe: func(o string) { outcomes = append(outcomes, o) }})
 			b.SessionEnded(ctx, authn.Session{SID: "s", PersonUID: "555000000001"}, "user")
 			if n, err := b.Deliver(ctx); n != 0 || err != nil {
 				t.Fatalf("first attempt: %d %v", n, err)
@@ -253,6 +255,13 @@ func TestBackchannelLogoutRetry(t *testing.T) {
 			}
 			if left := rg.st.pendingSLO(); left != 0 {
 				t.Fatalf("%d logouts left in the queue", left)
+			}
+			want := []string{"retry", "delivered"}
+			if !tc.recover {
+				want = []string{"retry", "given_up"}
+			}
+			if strings.Join(outcomes, ",") != strings.Join(want, ",") {
+				t.Fatalf("observed %v, want %v", outcomes, want)
 			}
 		})
 	}

@@ -179,6 +179,21 @@ func (e *env) adminRaw(method, path, ctype string, body []byte, want int, out an
 
 // adminCall calls the admin API as the operator and returns the status
 // and the body.
+// metrics is the admin listener's /metrics page.
+func (e *env) metrics() string {
+	e.t.Helper()
+	resp, err := http.Get(e.adm.URL + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(raw)
+}
+
 func (e *env) adminCall(method, path, ctype string, body []byte) (int, []byte) {
 	e.t.Helper()
 	req, _ := http.NewRequest(method, e.adm.URL+path, bytes.NewReader(body))

@@ -216,6 +216,19 @@ func TestLogoutReachesSAMLSP(t *testing.T) {
 			if lr.NotOnOrAfter == nil || !lr.NotOnOrAfter.After(e.clock.Now()) {
 				t.Fatalf("NotOnOrAfter %v", lr.NotOnOrAfter)
 			}
+			// An attempt is counted once recorded, just after the receiver
+			// answered.
+			for _, want := range []string{
+				`nhsid_logout_deliveries_total{kind="oidc",outcome="delivered"} 2`,
+				`nhsid_logout_deliveries_total{kind="saml",outcome="delivered"} 1`,
+			} {
+				for deadline := time.Now().Add(10 * time.Second); !strings.Contains(e.metrics(), want); {
+					if time.Now().After(deadline) {
+						t.Fatalf("metrics lack %s:\n%s", want, e.metrics())
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
 		})
 	}
 }

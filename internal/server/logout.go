@@ -23,7 +23,13 @@ func outboundClient(opts Options) *http.Client {
 // the same way.
 func (s *Server) wireLogout(opts Options) {
 	s.Authn.OnSessionEnd(s.IDP)
-	s.Authn.OnSessionEnd(s.SAML.BackchannelLogout(outboundClient(opts), fedsaml.SLOConfig{}))
+	s.Authn.OnSessionEnd(s.SAML.BackchannelLogout(outboundClient(opts), fedsaml.SLOConfig{Observe: s.observeLogout("saml")}))
+}
+
+// observeLogout counts back-channel logout attempts of kind by outcome
+// (nhsid_logout_deliveries_total).
+func (s *Server) observeLogout(kind string) func(outcome string) {
+	return func(outcome string) { s.logoutAttempts.WithLabelValues(kind, outcome).Inc() }
 }
 
 // Intervals of the session background jobs.

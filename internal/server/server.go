@@ -94,6 +94,8 @@ type Server struct {
 	// Risk is the sign-in risk engine (risk.go); nil when disabled.
 	Risk     *authn.Risk
 	registry *prometheus.Registry
+	// logoutAttempts counts back-channel logout attempts (logout.go).
+	logoutAttempts *prometheus.CounterVec
 
 	public http.Handler
 	admin  http.Handler
@@ -191,6 +193,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	sealLag := prometheus.NewGauge(prometheus.GaugeOpts{Name: "nhsid_audit_seal_lag_seconds",
 		Help: "Age of the first audit record not yet sealed into the hash chain (0 when all are sealed)."})
 	s.registry.MustRegister(sealLag)
+	s.logoutAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nhsid_logout_deliveries_total",
+		Help: "Back-channel logout attempts by this replica, by kind (oidc, saml) and outcome (delivered, retry, given_up)."},
+		[]string{"kind", "outcome"})
+	s.registry.MustRegister(s.logoutAttempts)
 	s.Sealer = &audit.Sealer{Store: s.Store, Key: auditKey, Log: log, Now: now,
 		ObserveLag: func(d time.Duration) { sealLag.Set(d.Seconds()) }}
 
@@ -255,6 +261,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		KeyRotationInterval: cfg.Keys.RotationInterval,
 		KeyPrePublish:       prepublish,
 		KeyReloadInterval:   cfg.Keys.ReloadInterval,
+		Logout:              idp.LogoutConfig{Observe: s.observeLogout("oidc")},
 		Dev:                 opts.Dev,
 	}, idp.Deps{Store: s.Store, People: s.Store, Authn: s.Authn, Log: log, Now: now, Ready: s.gateReady, Audit: rec,
 		Claims: roleClaimSources(s.Policy), Roles: s.Policy, Outbound: outboundClient(opts)})
