@@ -149,15 +149,22 @@ func (s *Store) UpdatePerson(ctx context.Context, uid string, fn func(*policy.Pe
 }
 
 // searchPeopleSQL finds people by a LIKE pattern $1 on the expressions of
-// the search indexes (migration 0018), each as its index has it.
-const searchPeopleSQL = `SELECT ` + personColumns + ` FROM people
-	WHERE uid > $2 AND (lower(family_name) LIKE $1 OR lower(given_name || ' ' || family_name) LIKE $1
-		OR (display_name <> '' AND lower(display_name) LIKE $1) OR (email <> '' AND lower(email) LIKE $1))
-	ORDER BY uid LIMIT $3`
+// the search indexes (migration 0018), each as its index has it, after the
+// cursor $2, at most $3. It gathers the matches first and orders only
+// them: with ORDER BY uid LIMIT over the whole table, PostgreSQL walked
+// every person in UID order whenever it overestimated the matches, 2.4 s
+// for a rare name among 1,000,000 people (docs/performance.md, round 8).
+const searchPeopleSQL = `WITH found AS MATERIALIZED (
+		SELECT uid FROM people WHERE lower(family_name) LIKE $1 AND uid > $2
+		UNION SELECT uid FROM people WHERE lower(given_name || ' ' || family_name) LIKE $1 AND uid > $2
+		UNION SELECT uid FROM people WHERE display_name <> '' AND lower(display_name) LIKE $1 AND uid > $2
+		UNION SELECT uid FROM people WHERE email <> '' AND lower(email) LIKE $1 AND uid > $2)
+	SELECT ` + personColumns + ` FROM (SELECT uid FROM found ORDER BY uid LIMIT $3) f JOIN people USING (uid)
+	ORDER BY uid`
 
 // SearchPeople implements policy.Store. It is planned for each search's
-// key (an unnamed statement): a generic plan cannot know how rare the
-// prefix is, and would walk every person in UID order to find a rare one.
+// key (an unnamed statement), so that each branch's estimate knows the
+// prefix.
 func (s *Store) SearchPeople(ctx context.Context, k string, after string, limit int) ([]policy.Person, error) {
 	if k == "" {
 		return nil, nil
