@@ -168,6 +168,14 @@ func (s *Service) CheckPerson(ctx context.Context, actor Actor, action Action, u
 	if err != nil {
 		return err
 	}
+	return s.CheckPersonWith(ctx, auth, action, uid)
+}
+
+// CheckPersonWith is CheckPerson with the actor's authority already worked
+// out (AuthorityOf), for checking many people in one request: the RA
+// console's search checks each person it finds, and working out the
+// authority each time read every organisation once per person.
+func (s *Service) CheckPersonWith(ctx context.Context, auth *Authority, action Action, uid string) error {
 	st, _ := s.rbac()
 	ps, err := st.ListPositions(ctx, uid)
 	if err != nil {

@@ -143,7 +143,7 @@ func (c *Console) scope(ctx context.Context, who *ra) []string {
 // the start of a name or email address (policy.Person.FoundBy).
 func (c *Console) search(ctx context.Context, who *ra, q string) ([]personRow, bool, error) {
 	visible := func(p policy.Person) (bool, error) {
-		err := c.Policy.CheckPerson(ctx, who.actor, policy.ActViewPerson, p.UID)
+		err := c.Policy.CheckPersonWith(ctx, who.auth, policy.ActViewPerson, p.UID)
 		if errors.Is(err, policy.ErrForbidden) {
 			return false, nil
 		}
