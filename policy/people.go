@@ -41,6 +41,8 @@ type Service struct {
 
 	// catalogue caches the catalogue and its index briefly (rbac.go).
 	catalogue catalogueCache
+	// orgs caches the organisation tree (rbac.go).
+	orgs orgTree
 }
 
 // NewService returns a Service with the real clock and crypto/rand.
@@ -87,6 +89,7 @@ func (s *Service) CreateOrganisation(ctx context.Context, o Organisation) (Organ
 	if err := s.Store.CreateOrganisation(ctx, o); err != nil {
 		return o, fmt.Errorf("create organisation: %w", err)
 	}
+	s.dropOrgTree()
 	return o, nil
 }
 

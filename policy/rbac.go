@@ -125,6 +125,12 @@ func (s *Service) ImportCatalogue(ctx context.Context, actor Actor, data []byte,
 
 // AuthorityOf computes actor's authority now.
 func (s *Service) AuthorityOf(ctx context.Context, actor Actor) (*Authority, error) {
+	return s.authorityFor(ctx, actor)
+}
+
+// authorityFor is AuthorityOf for a check at the organisations orgs: the
+// organisation tree it holds has them, if they exist.
+func (s *Service) authorityFor(ctx context.Context, actor Actor, orgs ...string) (*Authority, error) {
 	_, idx, err := s.Catalogue(ctx)
 	if err != nil {
 		return nil, err
@@ -137,14 +143,43 @@ func (s *Service) AuthorityOf(ctx context.Context, actor Actor) (*Authority, err
 	if err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
-	parents, err := s.orgParents(ctx)
+	for _, p := range ps {
+		orgs = append(orgs, p.OrgCode)
+	}
+	parents, err := s.orgParents(ctx, orgs...)
 	if err != nil {
 		return nil, err
 	}
 	return NewAuthority(actor, ps, idx, parents, s.now()), nil
 }
 
-func (s *Service) orgParents(ctx context.Context) (map[string]string, error) {
+// orgTree caches the organisation tree (code to parent code), which every
+// RA action consults and which holds every organisation: reading it for
+// each check read the whole table once per person an RA search looked
+// at. Organisations are never re-parented or deleted, so a cached tree
+// can only lack organisations created since it was read (on another
+// replica, or here: CreateOrganisation drops it); orgParents reads it
+// again when asked for one it lacks, at most once per orgTreeRetry.
+type orgTree struct {
+	mu      sync.Mutex
+	parents map[string]string // never changed once read
+	readAt  time.Time
+}
+
+// orgTreeRetry spaces out readings of the tree for organisations that do
+// not exist.
+const orgTreeRetry = time.Second
+
+// orgParents returns the organisation tree, with every code of need that
+// exists.
+func (s *Service) orgParents(ctx context.Context, need ...string) (map[string]string, error) {
+	t := &s.orgs
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := s.now()
+	if t.parents != nil && (hasOrgs(t.parents, need) || (!now.Before(t.readAt) && now.Sub(t.readAt) < orgTreeRetry)) {
+		return t.parents, nil
+	}
 	orgs, err := s.Store.ListOrganisations(ctx, "", 0)
 	if err != nil {
 		return nil, fmt.Errorf("organisations: %w", err)
@@ -153,7 +188,25 @@ func (s *Service) orgParents(ctx context.Context) (map[string]string, error) {
 	for _, o := range orgs {
 		out[o.Code] = o.ParentCode
 	}
+	t.parents, t.readAt = out, now
 	return out, nil
+}
+
+// hasOrgs reports whether tree has every code in codes ("" needs none).
+func hasOrgs(tree map[string]string, codes []string) bool {
+	for _, c := range codes {
+		if _, ok := tree[c]; !ok && c != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// dropOrgTree makes the next check read the organisation tree again.
+func (s *Service) dropOrgTree() {
+	s.orgs.mu.Lock()
+	s.orgs.parents = nil
+	s.orgs.mu.Unlock()
 }
 
 // CheckPerson decides whether actor may perform action on the person uid:
@@ -180,6 +233,21 @@ func (s *Service) CheckPersonWith(ctx context.Context, auth *Authority, action A
 	ps, err := st.ListPositions(ctx, uid)
 	if err != nil {
 		return fmt.Errorf("check person: %w", err)
+	}
+	if !auth.Actor.Operator {
+		var orgs []string
+		for _, p := range ps {
+			orgs = append(orgs, p.OrgCode)
+		}
+		if !hasOrgs(auth.parents, orgs) {
+			parents, err := s.orgParents(ctx, orgs...)
+			if err != nil {
+				return err
+			}
+			fresh := *auth
+			fresh.parents = parents
+			auth = &fresh
+		}
 	}
 	return checkPersonWith(auth, action, uid, ps)
 }
@@ -209,7 +277,7 @@ func checkPersonWith(auth *Authority, action Action, uid string, ps []Position) 
 // CreatePersonAs creates a person on behalf of actor, acting for orgCode
 // (empty: any organisation where the actor may create people).
 func (s *Service) CreatePersonAs(ctx context.Context, actor Actor, orgCode string, p Person) (Person, error) {
-	auth, err := s.AuthorityOf(ctx, actor)
+	auth, err := s.authorityFor(ctx, actor, strings.ToUpper(orgCode))
 	if err != nil {
 		return p, err
 	}
@@ -300,7 +368,7 @@ func (s *Service) AssignPosition(ctx context.Context, actor Actor, uid string, i
 	if len(probs) > 0 {
 		return Position{}, &InvalidError{Problems: probs}
 	}
-	auth, err := s.AuthorityOf(ctx, actor)
+	auth, err := s.authorityFor(ctx, actor, in.OrgCode)
 	if err != nil {
 		return Position{}, err
 	}
@@ -404,7 +472,7 @@ func (s *Service) ApprovePosition(ctx context.Context, actor Actor, roleID strin
 	if p.CreatedBy == actor.Name() {
 		return Position{}, forbidden("A second RA Manager or an operator must approve this, not the person who requested it.")
 	}
-	auth, err := s.AuthorityOf(ctx, actor)
+	auth, err := s.authorityFor(ctx, actor, p.OrgCode)
 	if err != nil {
 		return Position{}, err
 	}
@@ -433,7 +501,7 @@ func (s *Service) EndPosition(ctx context.Context, actor Actor, roleID string) (
 	if err != nil {
 		return Position{}, fmt.Errorf("end position: %w", err)
 	}
-	auth, err := s.AuthorityOf(ctx, actor)
+	auth, err := s.authorityFor(ctx, actor, p.OrgCode)
 	if err != nil {
 		return Position{}, err
 	}

@@ -352,3 +352,88 @@ func FuzzParseCatalogueCSV(f *testing.F) {
 		}
 	})
 }
+
+// countingStore counts the reads of the whole organisation table.
+type countingStore struct {
+	*memory.Store
+	orgReads int
+}
+
+func (c *countingStore) ListOrganisations(ctx context.Context, after string, limit int) ([]policy.Organisation, error) {
+	c.orgReads++
+	return c.Store.ListOrganisations(ctx, after, limit)
+}
+
+// TestOrganisationTreeCached: RA checks read the organisation tree once,
+// not once per check, and a replica whose cached tree lacks an
+// organisation created elsewhere reads it again rather than refuse.
+func TestOrganisationTreeCached(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Store: memory.New()}
+	clock := now
+	op := policy.OperatorActor("operator:test")
+	// Two replicas: one the RA uses, one where organisations are made.
+	here := &policy.Service{Store: st, Now: func() time.Time { return clock }}
+	there := &policy.Service{Store: st, Now: func() time.Time { return clock }}
+	if _, err := there.ImportCatalogue(ctx, op, mustSampleJSON(t), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := there.CreateOrganisation(ctx, policy.Organisation{Code: "RX1", Name: "Trust One"}); err != nil {
+		t.Fatal(err)
+	}
+	newPerson := func(name, org, role string) string {
+		p, err := there.CreatePerson(ctx, policy.Person{GivenName: name, FamilyName: "Test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := there.AssignPosition(ctx, op, p.UID, policy.PositionInput{OrgCode: org, RoleCode: role}); err != nil {
+			t.Fatal(err)
+		}
+		return p.UID
+	}
+	ra := policy.PersonActor(newPerson("Rita", "RX1", policy.SampleRAManager))
+	var staff []string
+	for i := range 20 {
+		staff = append(staff, newPerson("Staff"+string(rune('A'+i)), "RX1", policy.SampleClinicalRole))
+	}
+
+	st.orgReads = 0
+	auth, err := here.AuthorityOf(ctx, ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, uid := range staff {
+		if err := here.CheckPerson(ctx, ra, policy.ActViewPerson, uid); err != nil {
+			t.Fatalf("check %s: %v", uid, err)
+		}
+		if err := here.CheckPersonWith(ctx, auth, policy.ActViewPerson, uid); err != nil {
+			t.Fatalf("check with authority %s: %v", uid, err)
+		}
+	}
+	if st.orgReads != 1 {
+		t.Fatalf("the organisation tree was read %d times for 40 checks, want once", st.orgReads)
+	}
+
+	// Hospitals under RX1, each made on the other replica after this one
+	// read the tree: an RA assigns a position at one, and views a nurse
+	// at the next.
+	hospital := func(code string) {
+		if _, err := there.CreateOrganisation(ctx, policy.Organisation{Code: code, Name: "Hospital " + code, ParentCode: "RX1"}); err != nil {
+			t.Fatal(err)
+		}
+		clock = clock.Add(2 * time.Second) // past the pause between readings
+	}
+	hospital("RX1AB")
+	other := newPerson("Otto", "RX1", policy.SampleClinicalRole)
+	if _, err := here.AssignPosition(ctx, ra, other, policy.PositionInput{OrgCode: "RX1AB", RoleCode: policy.SampleClinicalRole}); err != nil {
+		t.Fatalf("assign at an organisation newer than the cached tree: %v", err)
+	}
+	hospital("RX1CD")
+	nurse := newPerson("Nina", "RX1CD", policy.SampleClinicalRole)
+	if err := here.CheckPersonWith(ctx, auth, policy.ActViewPerson, nurse); err != nil {
+		t.Fatalf("view a person at an organisation newer than the cached tree: %v", err)
+	}
+	if st.orgReads != 3 {
+		t.Fatalf("the organisation tree was read %d times, want 3", st.orgReads)
+	}
+}
