@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -111,10 +112,15 @@ func New(cfg Config, deps Deps) (*Provider, error) {
 
 	signer := keySigner{p: p}
 	hmacStrategy := compose.NewOAuth2HMACStrategy(p.fcfg)
+	makers := make([]*oauth2.HMACSHAStrategy, hmacMakers)
+	for i := range makers {
+		makers[i] = compose.NewOAuth2HMACStrategy(p.fcfg)
+	}
 	strategy := &compose.CommonStrategy{
 		CoreStrategy: &tokenStrategy{
-			hmac: hmacStrategy,
-			jwt:  &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: hmacStrategy, Config: p.fcfg},
+			hmac:   hmacStrategy,
+			makers: makers,
+			jwt:    &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: hmacStrategy, Config: p.fcfg},
 		},
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: p.fcfg},
 		Signer:                     signer,
@@ -348,9 +354,27 @@ func (p *Provider) handlePAR(w http.ResponseWriter, r *http.Request) {
 // tokenStrategy issues opaque (HMAC) access tokens, or RFC 9068 JWT access
 // tokens for clients whose nhsid_access_token_format is "jwt". Codes and
 // refresh tokens are always opaque. Tokens are told apart by shape.
+//
+// fosite's HMAC strategy makes every token under one mutex (which guards
+// nothing a token needs), so concurrent token requests queued for it:
+// opaque tokens are made by makers, copies of hmac taken in turn, and
+// only checked by hmac itself.
 type tokenStrategy struct {
-	hmac *oauth2.HMACSHAStrategy
-	jwt  *oauth2.DefaultJWTStrategy
+	hmac   *oauth2.HMACSHAStrategy
+	makers []*oauth2.HMACSHAStrategy
+	next   atomic.Uint32
+	jwt    *oauth2.DefaultJWTStrategy
+}
+
+// hmacMakers is how many copies of the HMAC strategy make tokens.
+const hmacMakers = 16
+
+// maker is the next copy of the HMAC strategy to make a token with.
+func (s *tokenStrategy) maker() *oauth2.HMACSHAStrategy {
+	if len(s.makers) == 0 {
+		return s.hmac
+	}
+	return s.makers[s.next.Add(1)%uint32(len(s.makers))]
 }
 
 var _ oauth2.CoreStrategy = (*tokenStrategy)(nil)
@@ -374,7 +398,7 @@ func (s *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 		}
 		return s.jwt.GenerateAccessToken(ctx, r)
 	}
-	return s.hmac.GenerateAccessToken(ctx, r)
+	return s.maker().GenerateAccessToken(ctx, r)
 }
 
 func (s *tokenStrategy) ValidateAccessToken(ctx context.Context, r fosite.Requester, token string) error {
@@ -389,7 +413,7 @@ func (s *tokenStrategy) RefreshTokenSignature(ctx context.Context, token string)
 }
 
 func (s *tokenStrategy) GenerateRefreshToken(ctx context.Context, r fosite.Requester) (string, string, error) {
-	return s.hmac.GenerateRefreshToken(ctx, r)
+	return s.maker().GenerateRefreshToken(ctx, r)
 }
 
 func (s *tokenStrategy) ValidateRefreshToken(ctx context.Context, r fosite.Requester, token string) error {
@@ -401,7 +425,7 @@ func (s *tokenStrategy) AuthorizeCodeSignature(ctx context.Context, token string
 }
 
 func (s *tokenStrategy) GenerateAuthorizeCode(ctx context.Context, r fosite.Requester) (string, string, error) {
-	return s.hmac.GenerateAuthorizeCode(ctx, r)
+	return s.maker().GenerateAuthorizeCode(ctx, r)
 }
 
 func (s *tokenStrategy) ValidateAuthorizeCode(ctx context.Context, r fosite.Requester, token string) error {
