@@ -230,19 +230,9 @@ func tokenExpiry(tok string) time.Time {
 // retries and for logouts queued by other replicas. Replicas share the
 // queue safely (ClaimLogoutDeliveries leases rows with SKIP LOCKED).
 func (p *Provider) RunLogoutDelivery(ctx context.Context) {
-	t := time.NewTicker(p.logout.cfg.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-p.logout.wake:
-		}
-		if _, err := p.DeliverLogouts(ctx); err != nil && ctx.Err() == nil {
-			p.log.ErrorContext(ctx, "logout delivery", "err", err)
-		}
-	}
+	outbound.RunQueue(ctx, p.logout.cfg.PollInterval, p.logout.wake,
+		func(ctx context.Context) error { _, err := p.DeliverLogouts(ctx); return err },
+		func(err error) { p.log.ErrorContext(ctx, "logout delivery", "err", err) })
 }
 
 // DeliverLogouts makes one pass over the due deliveries and returns how
@@ -306,7 +296,7 @@ func (p *Provider) attemptDelivery(ctx context.Context, q LogoutDeliveryStore, d
 		return false, fmt.Errorf("record logout attempt: %w", err)
 	}
 	if cfg.Observe != nil {
-		cfg.Observe(attemptOutcome(ok, !updated.FailedAt.IsZero()))
+		cfg.Observe(outbound.Outcome(ok, !updated.FailedAt.IsZero()))
 	}
 	attrs := []any{"client", d.ClientID, "attempt", updated.Attempts, "status", status, "delivered", ok}
 	if !ok {
@@ -346,17 +336,6 @@ func (p *Provider) postLogoutToken(ctx context.Context, uri, token string) (int,
 		return status, ""
 	}
 	return status, "status " + strconv.Itoa(status) + ": " + truncate(string(resp), 200)
-}
-
-// attemptOutcome names a delivery attempt's outcome for LogoutConfig.Observe.
-func attemptOutcome(delivered, gaveUp bool) string {
-	switch {
-	case delivered:
-		return "delivered"
-	case gaveUp:
-		return "given_up"
-	}
-	return "retry"
 }
 
 func truncate(s string, n int) string {

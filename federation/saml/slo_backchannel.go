@@ -130,19 +130,9 @@ func (h *Handler) RunLogoutDelivery(ctx context.Context) {
 	if b == nil {
 		return
 	}
-	t := time.NewTicker(b.cfg.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-b.wake:
-		}
-		if _, err := b.Deliver(ctx); err != nil && ctx.Err() == nil {
-			h.log.ErrorContext(ctx, "saml slo: deliver", "err", err)
-		}
-	}
+	outbound.RunQueue(ctx, b.cfg.PollInterval, b.wake,
+		func(ctx context.Context) error { _, err := b.Deliver(ctx); return err },
+		func(err error) { h.log.ErrorContext(ctx, "saml slo: deliver", "err", err) })
 }
 
 var _ authn.SessionEndListener = (*BackchannelLogout)(nil)
@@ -254,14 +244,7 @@ func (b *BackchannelLogout) attemptOnce(ctx context.Context, q LogoutQueue, d Lo
 	}
 	gaveUp := !updated.FailedAt.IsZero()
 	if b.cfg.Observe != nil {
-		switch {
-		case sendErr == nil:
-			b.cfg.Observe("delivered")
-		case gaveUp:
-			b.cfg.Observe("given_up")
-		default:
-			b.cfg.Observe("retry")
-		}
+		b.cfg.Observe(outbound.Outcome(sendErr == nil, gaveUp))
 	}
 	b.record(ctx, updated, sendErr, gaveUp)
 	if sendErr != nil && gaveUp {

@@ -8,8 +8,8 @@
 // allow loopback (AllowLoopback) or every address (AllowPrivate).
 //
 // idp and federation/saml import it; internal/server builds the one
-// Client and passes it to them. Drain (drain.go) works through their
-// durable back-channel logout queues.
+// Client and passes it to them. Drain and RunQueue (drain.go) work
+// through their durable back-channel logout queues.
 package outbound
 
 import (
