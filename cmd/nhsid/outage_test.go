@@ -107,9 +107,11 @@ func TestDatabaseOutageFailsFastAndRecovers(t *testing.T) {
 	go func() { results <- probeLoad(c, cc, 4, stop) }()
 
 	time.Sleep(1 * time.Second)
-	// The cut is in force once Cut returns: a request that started while
-	// it ran may still have been answered (its write joined a group sent
-	// just before), so it counts as an edge, not the outage.
+	// The cut takes effect connection by connection while Cut runs: a
+	// request that ended while it ran may already have been refused, and
+	// one that started while it ran may still have been answered (its
+	// write joined a group sent just before). Both count as edges.
+	cutStart := time.Now()
 	fp.Cut()
 	cutAt := time.Now()
 	// Readiness goes false on every node.
@@ -134,7 +136,7 @@ func TestDatabaseOutageFailsFastAndRecovers(t *testing.T) {
 	phases := map[string][]probe{}
 	for _, p := range all {
 		switch {
-		case p.end.Before(cutAt):
+		case p.end.Before(cutStart):
 			phases["before"] = append(phases["before"], p)
 		case p.start.After(cutAt) && p.end.Before(restoredAt):
 			phases["outage"] = append(phases["outage"], p)
@@ -154,6 +156,9 @@ func TestDatabaseOutageFailsFastAndRecovers(t *testing.T) {
 				ok++
 			case unavailable(p):
 				unav++
+				if ph == "before" || ph == "after" {
+					t.Logf("%s: 503 for a request from %s to %s after the cut began", ph, p.start.Sub(cutStart), p.end.Sub(cutStart))
+				}
 			default:
 				other++
 				if other <= 3 {
