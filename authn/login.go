@@ -348,16 +348,48 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	learned := s.queueRiskLearn(wctx, rk)
+	next, completed, err := s.completeFlow(ctx, wctx, r, f, &sess, u.person)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	if err := send(wctx); err != nil {
 		s.fail(w, r, spendErr(fmt.Errorf("sign-in writes: %w", err)))
 		return
 	}
 	spent = true
+	completed()
 	s.setSessionCookie(w, sess, raw)
 	s.personSucceeded(ctx, u.person.UID, failures)
 	learned(ctx)
 	s.log.Info("sign-in", "person", u.person.UID, "aal", sess.AAL, "sid", sess.SID, "credential", b64url(cred.ID))
-	writeJSON(w, map[string]string{"redirect": resumeURL(f.ResumeURL, f.ID)})
+	writeJSON(w, map[string]string{"redirect": next})
+}
+
+// completeFlow lets the flow's completer, if its kind has one, finish it
+// with the sign-in's writes (see FlowCompleter). It returns where the
+// browser goes next (the flow's resume URL unless the completer says
+// otherwise) and what to do once the writes are sent.
+func (s *Service) completeFlow(ctx, wctx context.Context, r *http.Request, f *Flow, sess *Session, person policy.Person) (string, func(), error) {
+	next, sent := resumeURL(f.ResumeURL, f.ID), func() {}
+	c := s.completers[f.Kind]
+	if c == nil {
+		return next, sent, nil
+	}
+	done, after, err := c.CompleteFlow(ctx, wctx, r, f, sess, person)
+	if err != nil {
+		return "", nil, err
+	}
+	if done == "" {
+		return next, sent, nil
+	}
+	if err := s.store.EndFlow(wctx, f.ID, s.now()); err != nil {
+		return "", nil, fmt.Errorf("end flow: %w", err)
+	}
+	if after != nil {
+		sent = after
+	}
+	return done, sent, nil
 }
 
 // spendErr tells a login challenge used up meanwhile (a replayed or

@@ -39,6 +39,8 @@ type Service struct {
 	limiter *ratelimit.Limiter
 	// risk is the contextual sign-in risk engine (risk.go); nil: off.
 	risk *Risk
+	// completers finish flows by kind in the login finish (complete.go).
+	completers map[string]FlowCompleter
 }
 
 // maxBody caps the size of a ceremony request body.

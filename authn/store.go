@@ -171,6 +171,14 @@ type FlowStore interface {
 	// DropFlowLoginChallenge forgets the flow's login challenge (a failed
 	// finish uses it up). An absent flow or challenge is not an error.
 	DropFlowLoginChallenge(ctx context.Context, id string) error
+	// EndFlow ends a flow whose sign-in completed in the finish itself
+	// (FlowCompleter): from at it reads as expired (GetFlow at a later now
+	// does not find it, LoadFlow answers expired_flow, no new ceremony can
+	// start on it), and its row stays until the flow purge, so that a
+	// concurrent finish that read it before still fails its
+	// SpendFlowLogin. It reads nothing (it can join a write pipeline); an
+	// absent flow is not an error.
+	EndFlow(ctx context.Context, id string, at time.Time) error
 	DeleteFlow(ctx context.Context, id string) error
 }
 

@@ -274,6 +274,10 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) handleResume(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.URL.Query().Get("flow")
+	if result := r.URL.Query().Get("result"); result != "" {
+		p.resumeCompleted(w, r, id, result)
+		return
+	}
 	flow, err := p.deps.Authn.LoadFlow(r, id)
 	if err != nil {
 		apierror.Write(w, r, p.log, err)
@@ -292,11 +296,53 @@ func (p *Provider) handleResume(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, r, p.log, apierror.New(http.StatusBadRequest, "invalid_flow", "The sign-in did not complete. Start again from the application.", nil))
 		return
 	}
+	rf, err := p.resolveFlow(ctx, r, flow, sess)
+	if err != nil {
+		if rf.ar == nil {
+			apierror.Write(w, r, p.log, err)
+		} else {
+			p.writeAuthorizeError(ctx, w, rf.ar, err)
+		}
+		return
+	}
+	if rf.out.NeedChoice {
+		http.Redirect(w, r, selectRoleURL(flow.ID), http.StatusFound)
+		return
+	}
+	if rf.out.Denied {
+		if err := p.deps.Authn.FinishFlow(ctx, flow.ID); err != nil {
+			p.writeAuthorizeError(ctx, w, rf.ar, fosite.ErrServerError.WithWrap(err))
+			return
+		}
+		p.denyAccess(w, r, rf.ar, rf.client)
+		return
+	}
+	if err := p.auditRoleAuto(ctx, rf.client, sess, rf.out, flow.SelectedRoleID, rf.sessionRole); err != nil {
+		p.writeAuthorizeError(ctx, w, rf.ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	p.issue(w, r, rf.ar, rf.client, sess, rf.acr, flow.RequestedAt, rf.out.RoleID, flow.ID)
+}
 
+// resolvedFlow is a signed-in flow's authorize request, read again and
+// decided for the session.
+type resolvedFlow struct {
+	ar          fosite.AuthorizeRequester
+	client      *Client
+	acr         acrRequest
+	out         policy.RoleChoice
+	sessionRole string // the session's role, as far as this flow may reuse it
+}
+
+// resolveFlow reads the flow's stored authorize request again (through
+// fosite, as if the browser had sent it now) and decides it for the
+// session sess: the client, the assurance, a fresh sign-in where one was
+// required, and the role. On error, rf.ar is nil when the error is for
+// the browser (the flow is damaged) and set when it is for the client.
+func (p *Provider) resolveFlow(ctx context.Context, r *http.Request, flow *authn.Flow, sess *authn.Session) (rf resolvedFlow, err error) {
 	form, err := url.ParseQuery(flow.Request)
 	if err != nil {
-		apierror.Write(w, r, p.log, apierror.New(http.StatusBadRequest, "invalid_flow", "The sign-in request is damaged.", err))
-		return
+		return rf, apierror.New(http.StatusBadRequest, "invalid_flow", "The sign-in request is damaged.", err)
 	}
 	form.Del("nhsid_par")
 	r2 := r.Clone(ctx)
@@ -306,56 +352,33 @@ func (p *Provider) handleResume(w http.ResponseWriter, r *http.Request) {
 	r2.Body = http.NoBody
 	r2.ContentLength = 0
 	r2.Header.Del("Content-Type")
-	ar, err := p.oauth.NewAuthorizeRequest(ctx, r2)
+	rf.ar, err = p.oauth.NewAuthorizeRequest(ctx, r2)
 	if err != nil {
-		p.writeAuthorizeError(ctx, w, ar, err)
-		return
+		return rf, err
 	}
-	client, ok := ar.GetClient().(*Client)
+	client, ok := rf.ar.GetClient().(*Client)
 	if !ok || client.ID != flow.ClientID {
-		p.writeAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("The sign-in belongs to another client."))
-		return
+		return rf, fosite.ErrInvalidRequest.WithHint("The sign-in belongs to another client.")
 	}
-	acr, err := parseACR(ar.GetRequestForm(), client.RequiredAAL)
-	if err != nil {
-		p.writeAuthorizeError(ctx, w, ar, err)
-		return
+	rf.client = client
+	if rf.acr, err = parseACR(rf.ar.GetRequestForm(), client.RequiredAAL); err != nil {
+		return rf, err
 	}
-	if sess.AAL < max(acr.MinAAL, flow.MinAAL) {
-		p.writeAuthorizeError(ctx, w, ar, errUnmetAuthentication)
-		return
+	if sess.AAL < max(rf.acr.MinAAL, flow.MinAAL) {
+		return rf, errUnmetAuthentication
 	}
 	if flow.ForceLogin && sess.AuthTime.UTC().Truncate(time.Second).Before(flow.RequestedAt) {
-		p.writeAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("A fresh sign-in was required."))
-		return
+		return rf, fosite.ErrLoginRequired.WithHint("A fresh sign-in was required.")
 	}
 	// prompt=login (a fresh sign-in) asks for the role again.
-	sessionRole := sess.SelectedRoleID
+	rf.sessionRole = sess.SelectedRoleID
 	if flow.ForceLogin {
-		sessionRole = ""
+		rf.sessionRole = ""
 	}
-	out, err := p.decideRole(ctx, client, sess.PersonUID, ar.GetRequestedScopes(), flow.SelectedRoleID, sessionRole)
-	if err != nil {
-		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
-		return
+	if rf.out, err = p.decideRole(ctx, client, sess.PersonUID, rf.ar.GetRequestedScopes(), flow.SelectedRoleID, rf.sessionRole); err != nil {
+		return rf, serverErr(err)
 	}
-	if out.NeedChoice {
-		http.Redirect(w, r, selectRoleURL(flow.ID), http.StatusFound)
-		return
-	}
-	if out.Denied {
-		if err := p.deps.Authn.FinishFlow(ctx, flow.ID); err != nil {
-			p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
-			return
-		}
-		p.denyAccess(w, r, ar, client)
-		return
-	}
-	if err := p.auditRoleAuto(ctx, client, sess, out, flow.SelectedRoleID, sessionRole); err != nil {
-		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
-		return
-	}
-	p.issue(w, r, ar, client, sess, acr, flow.RequestedAt, out.RoleID, flow.ID)
+	return rf, nil
 }
 
 // issue completes an authorize request for an authenticated session; the
@@ -372,13 +395,49 @@ func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.Autho
 		p.writeAuthorizeError(ctx, w, ar, err)
 		return
 	}
-	if person.Status == policy.StatusClosed {
-		p.writeAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The account is closed."))
+	sess, err := p.grant(ar, client, person, as, acr, requestedAt, roleID)
+	if err != nil {
+		p.writeAuthorizeError(ctx, w, ar, err)
 		return
 	}
-	if err := policy.CheckEnvironment(person, client.Environment); err != nil {
-		p.writeAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("This account cannot sign in to this application's environment.").WithWrap(err))
+	firstUse, err := p.firstUse(ctx, ar, sess)
+	if err != nil {
+		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
 		return
+	}
+	// The code's rows (code, PKCE, OIDC), its audit events, the session
+	// participant and the end of the flow are written together: in one
+	// write pipeline where the store offers it (one round trip and one
+	// commit, shared with other requests'), else one by one as before.
+	wctx, send, err := store.BeginWrites(ctx, p.deps.Store)
+	if err != nil {
+		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	resp, err := p.queueIssue(wctx, ar, sess, client.ID, flowID, firstUse)
+	if err != nil {
+		p.writeAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	if err := send(wctx); err != nil {
+		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
+		return
+	}
+	if firstUse {
+		p.knownUse.add(sess.GetSubject(), client.ID)
+	}
+	p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
+}
+
+// grant checks that person may have a grant for client and builds it: the
+// scopes and audience granted, and the fosite session. Its errors are
+// authorize errors for the client.
+func (p *Provider) grant(ar fosite.AuthorizeRequester, client *Client, person policy.Person, as *authn.Session, acr acrRequest, requestedAt time.Time, roleID string) (*Session, error) {
+	if person.Status == policy.StatusClosed {
+		return nil, fosite.ErrAccessDenied.WithHint("The account is closed.")
+	}
+	if err := policy.CheckEnvironment(person, client.Environment); err != nil {
+		return nil, fosite.ErrAccessDenied.WithHint("This account cannot sign in to this application's environment.").WithWrap(err)
 	}
 	for _, s := range ar.GetRequestedScopes() {
 		ar.GrantScope(s)
@@ -398,56 +457,37 @@ func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.Autho
 	if !ar.GetGrantedScopes().Has("selectedrole") {
 		roleID = ""
 	}
+	return p.grantSession(client, person, as, acrFor(acr, as.AAL), requestedAt, roleID), nil
+}
 
-	sess := p.grantSession(client, person, as, acrFor(acr, as.AAL), requestedAt, roleID)
-	firstUse, err := p.firstUse(ctx, ar, sess)
-	if err != nil {
-		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
-		return
-	}
-	// The code's rows (code, PKCE, OIDC), its audit events, the session
-	// participant and the end of the flow are written together: in one
-	// write pipeline where the store offers it (one round trip and one
-	// commit, shared with other requests'), else one by one as before.
-	wctx, send, err := store.BeginWrites(ctx, p.deps.Store)
-	if err != nil {
-		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
-		return
-	}
+// queueIssue writes, through wctx's write pipeline where it has one, what
+// an authorization code needs: the end of the flow (flowID, if any), the
+// code's rows, its audit events and the session participant. It returns
+// the response to write once they are sent; its errors are authorize
+// errors for the client.
+func (p *Provider) queueIssue(wctx context.Context, ar fosite.AuthorizeRequester, sess *Session, clientID, flowID string, firstUse bool) (fosite.AuthorizeResponder, error) {
 	if flowID != "" {
 		if err := p.deps.Authn.FinishFlow(wctx, flowID); err != nil {
-			p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
-			return
+			return nil, fosite.ErrServerError.WithWrap(err)
 		}
 	}
 	resp, err := p.oauth.NewAuthorizeResponse(wctx, ar, sess)
 	if err != nil {
-		p.writeAuthorizeError(ctx, w, ar, err) // nothing was sent, so nothing was written
-		return
+		return nil, err // nothing was sent, so nothing was written
 	}
 	resp.AddParameter("iss", p.cfg.Issuer)
 	if firstUse {
 		if err := p.auditFirstUse(wctx, ar, sess); err != nil {
-			p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
-			return
+			return nil, fosite.ErrServerError.WithWrap(err)
 		}
 	}
 	if err := p.auditCode(wctx, ar, sess); err != nil {
-		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
-		return
+		return nil, fosite.ErrServerError.WithWrap(err)
 	}
-	if err := p.recordParticipant(wctx, as.SID, client.ID); err != nil {
-		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
-		return
+	if err := p.recordParticipant(wctx, sess.SID, clientID); err != nil {
+		return nil, serverErr(err)
 	}
-	if err := send(wctx); err != nil {
-		p.writeAuthorizeError(ctx, w, ar, serverErr(err))
-		return
-	}
-	if firstUse {
-		p.knownUse.add(sess.GetSubject(), clientIDOf(ar))
-	}
-	p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
+	return resp, nil
 }
 
 // grantSession builds the fosite session for a grant.

@@ -22,6 +22,9 @@ type Authenticator interface {
 	StartFlow(w http.ResponseWriter, r *http.Request, f authn.Flow) (loginURL string, err error)
 	// LoadFlow returns the flow if it exists, is unexpired and is bound to this browser; else an *apierror.Error (invalid_flow / expired_flow).
 	LoadFlow(r *http.Request, id string) (*authn.Flow, error)
+	// BoundTo reports whether the request's browser-binding cookie is the
+	// one whose hash is bindingHash (a flow's BindingHash).
+	BoundTo(r *http.Request, bindingHash []byte) bool
 	// FinishFlow deletes the flow.
 	FinishFlow(ctx context.Context, id string) error
 	// TouchSession restarts the session's idle timer (SSO reuse counts as

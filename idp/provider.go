@@ -2,6 +2,7 @@ package idp
 
 import (
 	"context"
+	"crypto/cipher"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +54,9 @@ type Provider struct {
 	logout *logoutState // back-channel logout (backchannel.go)
 	// knownUse: pairs whose client.first_use is recorded (knownuse.go)
 	knownUse knownUse
+	// resumeSealers seal and open the results of sign-ins completed in
+	// the login finish (complete.go).
+	resumeSealers []cipher.AEAD
 
 	discovery []byte
 }
@@ -78,6 +82,10 @@ func New(cfg Config, deps Deps) (*Provider, error) {
 		p.claims = []ClaimSource{DefaultClaims{}}
 	}
 	p.hasher = SecretHasher{Pepper: cfg.SecretPepper}
+	var err error
+	if p.resumeSealers, err = resumeSealers(cfg); err != nil {
+		return nil, err
+	}
 	p.logout = newLogoutState(cfg.Logout, deps.Outbound)
 
 	fc := &fosite.Config{

@@ -83,6 +83,8 @@ func (f *fakeAuthn) LoadFlow(_ *http.Request, id string) (*authn.Flow, error) {
 	return &c, nil
 }
 
+func (f *fakeAuthn) BoundTo(*http.Request, []byte) bool { return true }
+
 func (f *fakeAuthn) FinishFlow(_ context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -270,6 +270,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.Close()
 		return nil, fmt.Errorf("idp: %w", err)
 	}
+	// An OpenID Connect sign-in that needs nothing more is completed in the
+	// login finish, with the sign-in's own writes (idp/complete.go).
+	s.Authn.SetFlowCompleter("oidc", s.IDP)
 	s.SAML, err = fedsaml.New(fedsaml.Config{Issuer: cfg.Issuer}, fedsaml.Deps{Store: s.Store, Pending: s.Store, Sessions: s.Store,
 		Authn: s.Authn, People: s.Store, Roles: s.Policy, Signing: s.IDP, Audit: rec, Log: log, Now: now})
 	if err != nil {

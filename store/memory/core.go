@@ -544,6 +544,17 @@ func (s *Store) DropFlowLoginChallenge(_ context.Context, id string) error {
 	return nil
 }
 
+// EndFlow implements authn.FlowStore.
+func (s *Store) EndFlow(_ context.Context, id string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.core.flows[id]; ok {
+		f.ExpiresAt = coreTime(at)
+		s.core.flows[id] = f
+	}
+	return nil
+}
+
 // DeleteFlow implements authn.FlowStore. Deleting an unknown or already
 // deleted flow is not an error.
 func (s *Store) DeleteFlow(_ context.Context, id string) error {

@@ -371,6 +371,15 @@ func (s *Store) DropFlowLoginChallenge(ctx context.Context, id string) error {
 	return nil
 }
 
+// EndFlow implements authn.FlowStore. In a write pipeline it goes with
+// the pipeline (the sign-in's writes and the code it issues).
+func (s *Store) EndFlow(ctx context.Context, id string, at time.Time) error {
+	if err := s.execNoAnswer(ctx, `UPDATE flows SET expires_at = $2 WHERE id = $1`, id, at); err != nil {
+		return fmt.Errorf("end flow: %w", translate(err))
+	}
+	return nil
+}
+
 // DeleteFlow implements authn.FlowStore. Deleting an unknown or already
 // deleted flow is not an error. In a write pipeline it goes with the
 // pipeline (the code a flow's end issues, say).

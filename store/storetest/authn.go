@@ -575,6 +575,21 @@ func testFlowLoginChallenge(t *testing.T, s Store) {
 	_, err = s.SetFlowLoginChallenge(ctx, f.ID, f.BindingHash, []byte("c3"), exp, t0)
 	noErr(t, "set a third", err)
 	noErr(t, "spend the third", s.SpendFlowLogin(ctx, f.ID, "sid-3", t0.Add(3*time.Minute)))
+
+	// A flow ended in its finish reads as expired from then on, and a
+	// finish that read it before still cannot spend it again.
+	end := t0.Add(4 * time.Minute)
+	noErr(t, "end", s.EndFlow(ctx, f.ID, end))
+	_, err = s.GetFlow(ctx, f.ID, end)
+	isErr(t, "get an ended flow", err, store.ErrNotFound)
+	stored, err = s.GetFlow(ctx, f.ID, time.Time{})
+	noErr(t, "get an ended flow at any time", err)
+	want.SessionSID, want.AuthenticatedAt, want.ExpiresAt = "sid-3", t0.Add(3*time.Minute), end
+	equal(t, "ended", stored, want)
+	isErr(t, "spend an ended flow", s.SpendFlowLogin(ctx, f.ID, "sid-4", end), store.ErrConflict)
+	_, err = s.SetFlowLoginChallenge(ctx, f.ID, f.BindingHash, []byte("c4"), exp, end)
+	isErr(t, "a new ceremony on an ended flow", err, store.ErrNotFound)
+	noErr(t, "end an absent flow", s.EndFlow(ctx, "nope", end))
 }
 
 func testChallengeTake(t *testing.T, s Store) {
