@@ -234,22 +234,60 @@ func (s *Service) CheckPersonWith(ctx context.Context, auth *Authority, action A
 	if err != nil {
 		return fmt.Errorf("check person: %w", err)
 	}
-	if !auth.Actor.Operator {
-		var orgs []string
-		for _, p := range ps {
-			orgs = append(orgs, p.OrgCode)
-		}
-		if !hasOrgs(auth.parents, orgs) {
-			parents, err := s.orgParents(ctx, orgs...)
-			if err != nil {
-				return err
-			}
-			fresh := *auth
-			fresh.parents = parents
-			auth = &fresh
-		}
+	if auth, err = s.knowingOrgsOf(ctx, auth, ps); err != nil {
+		return err
 	}
 	return checkPersonWith(auth, action, uid, ps)
+}
+
+// CheckPeopleWith is CheckPersonWith for many people at once (a page of
+// the RA console's search): one look-up of all their positions, and at
+// most one of the organisation tree. It returns, by UID, nil for each
+// person auth may act on and the refusal (ErrForbidden) for each other;
+// an error means it could not decide.
+func (s *Service) CheckPeopleWith(ctx context.Context, auth *Authority, action Action, uids []string) (map[string]error, error) {
+	st, err := s.rbac()
+	if err != nil {
+		return nil, err
+	}
+	byPerson, err := st.ListPositionsOf(ctx, uids)
+	if err != nil {
+		return nil, fmt.Errorf("check people: %w", err)
+	}
+	var all []Position
+	for _, ps := range byPerson {
+		all = append(all, ps...)
+	}
+	if auth, err = s.knowingOrgsOf(ctx, auth, all); err != nil {
+		return nil, err
+	}
+	out := make(map[string]error, len(uids))
+	for _, uid := range uids {
+		out[uid] = checkPersonWith(auth, action, uid, byPerson[uid])
+	}
+	return out, nil
+}
+
+// knowingOrgsOf returns auth, with the organisation tree read again if it
+// lacks an organisation of ps (one created since auth was worked out).
+func (s *Service) knowingOrgsOf(ctx context.Context, auth *Authority, ps []Position) (*Authority, error) {
+	if auth.Actor.Operator {
+		return auth, nil
+	}
+	orgs := make([]string, 0, len(ps))
+	for _, p := range ps {
+		orgs = append(orgs, p.OrgCode)
+	}
+	if hasOrgs(auth.parents, orgs) {
+		return auth, nil
+	}
+	parents, err := s.orgParents(ctx, orgs...)
+	if err != nil {
+		return nil, err
+	}
+	fresh := *auth
+	fresh.parents = parents
+	return &fresh, nil
 }
 
 func checkPersonWith(auth *Authority, action Action, uid string, ps []Position) error {

@@ -353,15 +353,83 @@ func FuzzParseCatalogueCSV(f *testing.F) {
 	})
 }
 
-// countingStore counts the reads of the whole organisation table.
+// countingStore counts the reads of the whole organisation table and the
+// look-ups of several people's positions.
 type countingStore struct {
 	*memory.Store
-	orgReads int
+	orgReads      int
+	positionLists int
+}
+
+func (c *countingStore) ListPositionsOf(ctx context.Context, uids []string) (map[string][]policy.Position, error) {
+	c.positionLists++
+	return c.Store.ListPositionsOf(ctx, uids)
 }
 
 func (c *countingStore) ListOrganisations(ctx context.Context, after string, limit int) ([]policy.Organisation, error) {
 	c.orgReads++
 	return c.Store.ListOrganisations(ctx, after, limit)
+}
+
+// TestCheckPeopleWith: checking a page of people at once decides for each
+// exactly as checking them one by one, with one look-up of positions.
+func TestCheckPeopleWith(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Store: memory.New()}
+	svc := &policy.Service{Store: st, Now: func() time.Time { return now }}
+	op := policy.OperatorActor("operator:test")
+	if _, err := svc.ImportCatalogue(ctx, op, mustSampleJSON(t), false); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []policy.Organisation{{Code: "RX1", Name: "Trust One"}, {Code: "RX2", Name: "Trust Two"}, {Code: "RX1AB", Name: "Hospital", ParentCode: "RX1"}} {
+		if _, err := svc.CreateOrganisation(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newPerson := func(name string, orgs ...string) string {
+		p, err := svc.CreatePerson(ctx, policy.Person{GivenName: name, FamilyName: "Test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, org := range orgs {
+			if _, err := svc.AssignPosition(ctx, op, p.UID, policy.PositionInput{OrgCode: org, RoleCode: policy.SampleClinicalRole}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p.UID
+	}
+	ra := policy.PersonActor(newPerson("Rita"))
+	if _, err := svc.AssignPosition(ctx, op, ra.UID, policy.PositionInput{OrgCode: "RX1", RoleCode: policy.SampleRAManager}); err != nil {
+		t.Fatal(err)
+	}
+	uids := []string{newPerson("Ann", "RX1"), newPerson("Bob", "RX2"), newPerson("Cat", "RX1AB"), newPerson("Dan", "RX2", "RX1AB"), newPerson("Eve"), "999999999999"}
+	auth, err := svc.AuthorityOf(ctx, ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.positionLists = 0
+	got, err := svc.CheckPeopleWith(ctx, auth, policy.ActViewPerson, uids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.positionLists != 1 {
+		t.Fatalf("%d look-ups of positions for %d people, want 1", st.positionLists, len(uids))
+	}
+	allowed := 0
+	for _, uid := range uids {
+		want := svc.CheckPersonWith(ctx, auth, policy.ActViewPerson, uid)
+		if (got[uid] == nil) != (want == nil) || !errors.Is(got[uid], policy.ErrForbidden) && got[uid] != nil {
+			t.Errorf("person %s: together %v, alone %v", uid, got[uid], want)
+		}
+		if want == nil {
+			allowed++
+		}
+	}
+	// Ann, Cat and Dan work under RX1; Eve and the unknown UID have no
+	// live position (any RA may act on them); Bob works only at RX2.
+	if allowed != 5 || got[uids[1]] == nil {
+		t.Errorf("%d people visible (Bob: %v), want 5, not Bob", allowed, got[uids[1]])
+	}
 }
 
 // TestOrganisationTreeCached: RA checks read the organisation tree once,

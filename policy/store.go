@@ -79,6 +79,9 @@ type RBACStore interface {
 	// ListPositions returns all of a person's positions, ended ones too,
 	// oldest first, with OrgName filled, in one query.
 	ListPositions(ctx context.Context, uid string) ([]Position, error)
+	// ListPositionsOf is ListPositions for each of uids, in one query: the
+	// positions by person UID (people with none are absent).
+	ListPositionsOf(ctx context.Context, uids []string) (map[string][]Position, error)
 	// CountLivePositions counts positions in any of roleCodes that are not
 	// ended (pending ones included).
 	CountLivePositions(ctx context.Context, roleCodes []string) (int, error)

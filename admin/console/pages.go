@@ -17,8 +17,9 @@ import (
 )
 
 // Search bounds: the console pages through the people the store finds
-// (policy.Store.SearchPeople), checks for each whether the RA may view
-// them, stops after maxScan found, and shows at most maxResults.
+// (policy.Store.SearchPeople), checks a page at a time whether the RA may
+// view them (policy.Service.CheckPeopleWith: one query per page), stops
+// after maxScan found, and shows at most maxResults.
 const (
 	maxScan    = 5000
 	scanPage   = 500
@@ -171,13 +172,22 @@ func (c *Console) search(ctx context.Context, who *ra, q string) ([]personRow, b
 		if err != nil {
 			return nil, false, fmt.Errorf("search: %w", err)
 		}
+		// One look-up of the page's positions, not one per person.
+		uids := make([]string, len(ps))
+		for i, p := range ps {
+			uids[i] = p.UID
+		}
+		checks, err := c.Policy.CheckPeopleWith(ctx, who.auth, policy.ActViewPerson, uids)
+		if err != nil {
+			return nil, false, fmt.Errorf("search: %w", err)
+		}
 		for _, p := range ps {
 			scanned++
-			ok, err := visible(p)
-			if err != nil {
+			err := checks[p.UID]
+			if err != nil && !errors.Is(err, policy.ErrForbidden) {
 				return nil, false, err
 			}
-			if ok {
+			if err == nil {
 				if len(out) == maxResults {
 					return out, true, nil
 				}

@@ -176,6 +176,21 @@ func (s *Store) ListPositions(_ context.Context, uid string) ([]policy.Position,
 	return out, nil
 }
 
+// ListPositionsOf implements policy.RBACStore.
+func (s *Store) ListPositionsOf(ctx context.Context, uids []string) (map[string][]policy.Position, error) {
+	out := map[string][]policy.Position{}
+	for _, uid := range uids {
+		ps, err := s.ListPositions(ctx, uid)
+		if err != nil {
+			return nil, err
+		}
+		if len(ps) > 0 {
+			out[uid] = ps
+		}
+	}
+	return out, nil
+}
+
 // CountLivePositions implements policy.RBACStore.
 func (s *Store) CountLivePositions(_ context.Context, roleCodes []string) (int, error) {
 	s.mu.Lock()

@@ -217,6 +217,28 @@ func (s *Store) ListPositions(ctx context.Context, uid string) ([]policy.Positio
 	return noEmpty(out), nil
 }
 
+// ListPositionsOf implements policy.RBACStore.
+func (s *Store) ListPositionsOf(ctx context.Context, uids []string) (map[string][]policy.Position, error) {
+	out := map[string][]policy.Position{}
+	if len(uids) == 0 {
+		return out, nil
+	}
+	rows, err := s.db(ctx).Query(ctx, `SELECT `+positionColumns+`, coalesce(o.name, '')
+		FROM positions p LEFT JOIN organisations o ON o.code = p.org_code
+		WHERE p.person_uid = ANY($1) ORDER BY p.person_uid, p.created_at NULLS FIRST, p.person_roleid`, uids)
+	if err != nil {
+		return nil, fmt.Errorf("list positions: %w", translate(err))
+	}
+	ps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (policy.Position, error) { return scanPosition(r, true) })
+	if err != nil {
+		return nil, fmt.Errorf("list positions: %w", translate(err))
+	}
+	for _, p := range ps {
+		out[p.PersonUID] = append(out[p.PersonUID], p)
+	}
+	return out, nil
+}
+
 // CountLivePositions implements policy.RBACStore.
 func (s *Store) CountLivePositions(ctx context.Context, roleCodes []string) (int, error) {
 	var n int

@@ -168,6 +168,13 @@ func testPositionList(t *testing.T, s Store) {
 	got, err = s.ListPositions(ctx, "555000000099")
 	noErr(t, "list none", err)
 	equal(t, "no positions", len(got), 0)
+	byPerson, err := s.ListPositionsOf(ctx, []string{"555000000099", uid, "555000000002"})
+	noErr(t, "list of several", err)
+	other.OrgName = "Example NHS Trust"
+	equal(t, "positions of several", byPerson, map[string][]policy.Position{uid: {a, b, c}, "555000000002": {other}})
+	byPerson, err = s.ListPositionsOf(ctx, nil)
+	noErr(t, "list of none", err)
+	equal(t, "positions of none", len(byPerson), 0)
 
 	n, err := s.CountLivePositions(ctx, []string{policy.SampleRAManager})
 	noErr(t, "count", err)
