@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,19 +10,6 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 )
-
-// getRaw GETs u (an nhsid path) without following redirects and returns
-// the response and its body.
-func (b *browser) getRaw(u string) (*http.Response, []byte) {
-	b.e.t.Helper()
-	resp, err := b.http.Get(b.e.issuer + u)
-	if err != nil {
-		b.e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp, raw
-}
 
 // TestSignInCompletedInFinish: a sign-in that needs nothing more gets its
 // code in the login finish, and the finish's redirect (an internal resume

@@ -430,6 +430,19 @@ func (b *browser) get(u string) *http.Response {
 	return resp
 }
 
+// getRaw GETs u (an nhsid path) without following redirects and returns
+// the response and its body.
+func (b *browser) getRaw(u string) (*http.Response, []byte) {
+	b.e.t.Helper()
+	resp, err := b.http.Get(b.e.issuer + u)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp, raw
+}
+
 // follow follows redirects on nhsid until one leaves the issuer; it returns
 // that final URL (the RP callback) or the last nhsid URL if none leaves.
 func (b *browser) follow(u string) *url.URL {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -92,12 +91,7 @@ func (b *browser) riskAttempt(c *oidcClient) (int, []byte, *url.URL) {
 
 func (b *browser) riskPage(path string) string {
 	b.e.t.Helper()
-	resp, err := b.http.Get(b.e.issuer + path)
-	if err != nil {
-		b.e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	resp, raw := b.getRaw(path)
 	if resp.StatusCode != 200 {
 		b.e.t.Fatalf("GET %s: %d", path, resp.StatusCode)
 	}
