@@ -191,16 +191,29 @@ func (s *Service) loginChallenge(r *http.Request, f *Flow) (sd webauthn.SessionD
 // handleLoginFinish verifies an assertion for a flow, starts a session and
 // answers {"redirect"}.
 func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	w = s.auditSigninFailures(w, r)
-	f, err := s.LoadFlow(r, r.URL.Query().Get("flow"))
+	flowID := r.URL.Query().Get("flow")
+	// The assertion names the person (its user handle), so the flow and
+	// what the finish reads of the person can be read together (one round
+	// trip where the store offers it). Its errors are reported in the order
+	// they always were: the flow's first.
+	body, bodyErr := readBody(w, r)
+	var parsed *protocol.ParsedCredentialAssertionData
+	parseErr := bodyErr
+	if bodyErr == nil {
+		parsed, parseErr = protocol.ParseCredentialRequestResponseBytes(body)
+	}
+	if parseErr == nil && len(parsed.Response.UserHandle) > 0 && len(parsed.Response.UserHandle) <= 64 {
+		r = r.WithContext(store.WithSignInReadAhead(r.Context(), s.store, flowID, string(parsed.Response.UserHandle)))
+	}
+	ctx := r.Context()
+	f, err := s.LoadFlow(r, flowID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	body, err := readBody(w, r)
-	if err != nil {
-		s.fail(w, r, err)
+	if bodyErr != nil {
+		s.fail(w, r, bodyErr)
 		return
 	}
 	// Any finish attempt uses the challenge up: a failed one drops it
@@ -218,9 +231,8 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	parsed, err := protocol.ParseCredentialRequestResponseBytes(body)
-	if err != nil {
-		s.fail(w, r, errInvalidCredential(fmt.Errorf("parse assertion: %w", err)))
+	if parseErr != nil {
+		s.fail(w, r, errInvalidCredential(fmt.Errorf("parse assertion: %w", parseErr)))
 		return
 	}
 	// User verification must happen in this ceremony; the stored UV flag

@@ -53,6 +53,25 @@ func BeginWrites(ctx context.Context, s any) (context.Context, func(context.Cont
 	return pctx, wp.SendPipeline, nil
 }
 
+// SignInReadAheader is a store that can read what a sign-in's finish
+// needs (the flow, and the person, credentials, failed sign-ins and risk
+// profile of the person the assertion names) in one round trip, and answer
+// the finish's reads from it (store/postgres).
+type SignInReadAheader interface {
+	// WithSignInReadAhead returns a context in which those reads are read
+	// ahead.
+	WithSignInReadAhead(ctx context.Context, flowID, personUID string) context.Context
+}
+
+// WithSignInReadAhead returns ctx with s's read-ahead of a sign-in's
+// reads, or ctx when s is not a SignInReadAheader.
+func WithSignInReadAhead(ctx context.Context, s any, flowID, personUID string) context.Context {
+	if ra, ok := s.(SignInReadAheader); ok {
+		return ra.WithSignInReadAhead(ctx, flowID, personUID)
+	}
+	return ctx
+}
+
 // CodeReadAheader is a store that can read an authorization code's rows
 // (the code, its PKCE request and its OpenID Connect request) in one
 // look-up for a token request, and answer the request's later look-ups of

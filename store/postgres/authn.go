@@ -52,8 +52,20 @@ func (s *Store) GetCredential(ctx context.Context, id []byte) (authn.Credential,
 
 // ListCredentials implements authn.CredentialStore: oldest first.
 func (s *Store) ListCredentials(ctx context.Context, personUID string) ([]authn.Credential, error) {
-	rows, err := s.db(ctx).Query(ctx, `SELECT `+credentialColumns+` FROM credentials
-		WHERE person_uid = $1 ORDER BY created_at ASC NULLS FIRST, id`, personUID)
+	if ra := signInReadOf(ctx, s); ra != nil && ra.uid == personUID {
+		if r, ok := take(ra, ctx, &ra.creds); ok {
+			return r.v, r.err
+		}
+	}
+	rows, err := s.db(ctx).Query(ctx, listCredentialsSQL, personUID)
+	return listCredentials(rows, err)
+}
+
+const listCredentialsSQL = `SELECT ` + credentialColumns + ` FROM credentials
+	WHERE person_uid = $1 ORDER BY created_at ASC NULLS FIRST, id`
+
+// listCredentials reads ListCredentials' answer from its rows.
+func listCredentials(rows pgx.Rows, err error) ([]authn.Credential, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list credentials: %w", translate(err))
 	}
@@ -299,8 +311,20 @@ func (s *Store) CreateFlow(ctx context.Context, f authn.Flow) error {
 
 // GetFlow implements authn.FlowStore: an expired flow is not found.
 func (s *Store) GetFlow(ctx context.Context, id string, now time.Time) (authn.Flow, error) {
-	f, err := scanFlow(s.db(ctx).QueryRow(ctx, `SELECT `+flowColumns+` FROM flows
-		WHERE id = $1 AND ($2::timestamptz IS NULL OR expires_at IS NULL OR expires_at > $2)`, id, nullTime(now)))
+	if ra := signInReadOf(ctx, s); ra != nil && ra.flowID == id && now.IsZero() {
+		if r, ok := take(ra, ctx, &ra.flow); ok {
+			return r.v, r.err
+		}
+	}
+	return getFlow(s.db(ctx).QueryRow(ctx, getFlowSQL, id, nullTime(now)))
+}
+
+const getFlowSQL = `SELECT ` + flowColumns + ` FROM flows
+	WHERE id = $1 AND ($2::timestamptz IS NULL OR expires_at IS NULL OR expires_at > $2)`
+
+// getFlow reads GetFlow's answer from its row.
+func getFlow(row pgx.Row) (authn.Flow, error) {
+	f, err := scanFlow(row)
 	if err != nil {
 		return authn.Flow{}, fmt.Errorf("get flow: %w", translate(err))
 	}

@@ -104,7 +104,19 @@ func (s *Store) CreatePerson(ctx context.Context, p policy.Person) error {
 
 // GetPerson implements policy.Store.
 func (s *Store) GetPerson(ctx context.Context, uid string) (policy.Person, error) {
-	p, err := scanPerson(s.db(ctx).QueryRow(ctx, `SELECT `+personColumns+` FROM people WHERE uid = $1`, uid))
+	if ra := signInReadOf(ctx, s); ra != nil && ra.uid == uid {
+		if r, ok := take(ra, ctx, &ra.person); ok {
+			return r.v, r.err
+		}
+	}
+	return getPerson(uid, s.db(ctx).QueryRow(ctx, getPersonSQL, uid))
+}
+
+const getPersonSQL = `SELECT ` + personColumns + ` FROM people WHERE uid = $1`
+
+// getPerson reads GetPerson's answer from its row.
+func getPerson(uid string, row pgx.Row) (policy.Person, error) {
+	p, err := scanPerson(row)
 	if err != nil {
 		return policy.Person{}, fmt.Errorf("get person %s: %w", uid, translate(err))
 	}

@@ -36,11 +36,21 @@ RETURNING count, window_start, last_at, locked_until`,
 
 // RateGet implements ratelimit.Store.
 func (s *Store) RateGet(ctx context.Context, key string) (ratelimit.State, error) {
+	if ra := signInReadOf(ctx, s); ra != nil && ratelimit.PersonKey(ra.uid) == key {
+		if r, ok := take(ra, ctx, &ra.rate); ok {
+			return r.v, r.err
+		}
+	}
+	return rateGet(s.db(ctx).QueryRow(ctx, rateGetSQL, key))
+}
+
+const rateGetSQL = `SELECT count, window_start, last_at, locked_until FROM rate_limits WHERE key = $1`
+
+// rateGet reads RateGet's answer from its row.
+func rateGet(row pgx.Row) (ratelimit.State, error) {
 	var st ratelimit.State
 	var locked *time.Time
-	err := s.db(ctx).QueryRow(ctx,
-		`SELECT count, window_start, last_at, locked_until FROM rate_limits WHERE key = $1`, key).
-		Scan(&st.Count, &st.Start, &st.Last, &locked)
+	err := row.Scan(&st.Count, &st.Start, &st.Last, &locked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ratelimit.State{}, nil
 	}

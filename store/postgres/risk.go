@@ -20,10 +20,22 @@ const lockRiskProfile = `SELECT profile FROM risk_profiles WHERE person_uid = $1
 // GetRiskProfile implements policy.RiskStore. The profile's Version is
 // the row's xmin, which changes with every write.
 func (s *Store) GetRiskProfile(ctx context.Context, personUID string) (policy.RiskProfile, error) {
+	if ra := signInReadOf(ctx, s); ra != nil && ra.uid == personUID {
+		if r, ok := take(ra, ctx, &ra.risk); ok {
+			return r.v, r.err
+		}
+	}
+	return getRiskProfile(personUID, s.db(ctx).QueryRow(ctx, getRiskSQL, personUID))
+}
+
+const getRiskSQL = `SELECT profile, xmin::text FROM risk_profiles WHERE person_uid = $1`
+
+// getRiskProfile reads GetRiskProfile's answer from its row.
+func getRiskProfile(personUID string, row pgx.Row) (policy.RiskProfile, error) {
 	p := policy.RiskProfile{PersonUID: personUID}
 	var raw []byte
 	var version string
-	err := s.db(ctx).QueryRow(ctx, `SELECT profile, xmin::text FROM risk_profiles WHERE person_uid = $1`, personUID).Scan(&raw, &version)
+	err := row.Scan(&raw, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, nil
 	}
