@@ -165,6 +165,10 @@ func runCmd() *cobra.Command {
 					medians = append(medians, loadgen.Median(runs))
 				}
 			}
+			// The browsers keep their device cookies for the next run.
+			if err := st.Save(state); err != nil {
+				return err
+			}
 			if repeat > 1 {
 				fmt.Fprintf(cmd.OutOrStdout(), "medians of %d runs\n", repeat)
 			}
@@ -192,7 +196,7 @@ func runCmd() *cobra.Command {
 	f.DurationVar(&dur, "duration", 10*time.Second, "measured time per run (max 10m)")
 	f.Float64Var(&rate, "rate", 0, "open loop: fixed arrival rate per second (0: closed loop)")
 	f.StringVar(&refreshAuth, "refresh-auth", loadgen.AuthSecretBasic, "client authentication of the refreshes (refresh, mixed): "+loadgen.AuthSecretBasic+" (like for like with the refresh limit) or "+loadgen.AuthPrivateKeyJWT+" (one ES256 signature and verification and a jti record more)")
-	f.BoolVar(&newDevices, "new-devices", false, "every sign-in from a browser never seen before (default: each person's browser keeps nhsid's device cookie, never the session)")
+	f.BoolVar(&newDevices, "new-devices", false, "every sign-in from a browser never seen before (default: each person's browser keeps nhsid's device cookie, never the session, and run saves it in the state file for the next run)")
 	f.IntVar(&repeat, "repeat", 1, "runs per configuration; the table shows medians")
 	f.StringVar(&limitDB, "limit-db", "", "PostgreSQL URL for the limit benchmark after each run (scratch schema, dropped)")
 	f.BoolVar(&limitMem, "limit-memory", false, "run the limit benchmark without a database (for a memory-store nhsid)")

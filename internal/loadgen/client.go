@@ -94,8 +94,8 @@ const deviceCookie = "nhsid_device"
 // kept from its last sign-in (none with Options.NewDevices).
 func (c *vclient) userBrowser(u *User) *http.Client {
 	b := browserClient(c.sh.rt)
-	if !c.sh.newDevices && u.browserDevice != nil {
-		b.Jar.SetCookies(c.sh.issuer, []*http.Cookie{u.browserDevice})
+	if !c.sh.newDevices && u.BrowserDevice != nil {
+		b.Jar.SetCookies(c.sh.issuer, []*http.Cookie{{Name: u.BrowserDevice.Name, Value: u.BrowserDevice.Value}})
 	}
 	return b
 }
@@ -104,7 +104,7 @@ func (c *vclient) userBrowser(u *User) *http.Client {
 func (c *vclient) keepDevice(u *User, b *http.Client) {
 	for _, ck := range b.Jar.Cookies(c.sh.issuer) {
 		if strings.HasSuffix(ck.Name, deviceCookie) {
-			u.browserDevice = &http.Cookie{Name: ck.Name, Value: ck.Value}
+			u.BrowserDevice = &BrowserCookie{Name: ck.Name, Value: ck.Value}
 			return
 		}
 	}

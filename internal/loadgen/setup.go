@@ -63,9 +63,17 @@ type SecretClient struct {
 type User struct {
 	UID    string               `json:"uid"`
 	Device *webauthntest.Device `json:"device"`
-	// browserDevice is the device cookie the person's browser kept from
-	// its last sign-in in this run.
-	browserDevice *http.Cookie
+	// BrowserDevice is the device cookie the person's browser kept from
+	// its last sign-in; `run` saves it back to the state file, so that the
+	// next run's browsers are the same returning ones (as a clinician's
+	// workstation is), not new devices that fill every risk profile.
+	BrowserDevice *BrowserCookie `json:"browser_device,omitempty"`
+}
+
+// BrowserCookie is a cookie a person's browser keeps.
+type BrowserCookie struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // SetupOptions configure Setup.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 	"time"
 
@@ -119,6 +120,29 @@ func TestSmoke(t *testing.T) {
 							}
 						})
 					}
+				}
+			}
+			// The browsers' device cookies survive a save and load, so
+			// the next run's browsers return as known devices.
+			kept := 0
+			for _, u := range st.Users {
+				if u.BrowserDevice != nil {
+					kept++
+				}
+			}
+			if kept == 0 {
+				t.Fatal("no browser kept a device cookie")
+			}
+			if err := st.Save(path); err != nil {
+				t.Fatal(err)
+			}
+			again, err := LoadState(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, u := range again.Users {
+				if !reflect.DeepEqual(u.BrowserDevice, st.Users[i].BrowserDevice) {
+					t.Fatalf("user %d: device cookie %v after load, want %v", i, u.BrowserDevice, st.Users[i].BrowserDevice)
 				}
 			}
 		})
