@@ -95,11 +95,11 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if _, ok := pipelineOf(ctx); ok {
 		return ctx, errors.New("begin tx: a write pipeline is open")
 	}
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return ctx, oauthErr("begin tx", err)
 	}
-	return context.WithValue(ctx, txKey{}, &queuedTx{Tx: tx}), nil
+	return context.WithValue(ctx, txKey{}, &queuedTx{conn: conn}), nil
 }
 
 // Commit commits the transaction in ctx. A serialization failure or deadlock

@@ -102,3 +102,93 @@ func TestQueuedTx(t *testing.T) {
 		t.Error("the existing token went")
 	}
 }
+
+// TestQueuedTxConnection: BEGIN waits for the transaction's first
+// statement, a transaction that sent nothing ends without one, every end
+// (commit, rollback, a failed commit) gives the connection back to the
+// pool in a usable state, and statements pgx sends by the simple protocol
+// (several in one string) still work inside.
+func TestQueuedTxConnection(t *testing.T) {
+	s, req := oauthTestStore(t)
+	bg := context.Background()
+	acquired := func(what string) {
+		t.Helper()
+		if n := s.pool.Stat().AcquiredConns(); n != 0 {
+			t.Fatalf("%s: %d connections still acquired", what, n)
+		}
+	}
+	begin := func() (context.Context, *queuedTx) {
+		t.Helper()
+		ctx, err := s.BeginTX(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Rollback(ctx) })
+		q, _ := queuedTxOf(ctx)
+		return ctx, q
+	}
+
+	ctx, q := begin()
+	if _, err := s.AppendAudit(ctx, []audit.Event{{Type: audit.TokenIssued, Outcome: audit.Success, Client: "queued-client"}}); err != nil {
+		t.Fatal(err)
+	}
+	if q.begun || len(q.queued) != 1 {
+		t.Fatalf("begun %v with %d waiting: BEGIN sent before any statement", q.begun, len(q.queued))
+	}
+	if err := s.CreateAccessTokenSession(ctx, "c-1", req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Exec(ctx, `SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off`); err != nil {
+		t.Fatalf("simple-protocol statements: %v", err)
+	}
+	var setting string
+	if err := q.QueryRow(ctx, `SELECT current_setting($1)`, "enable_sort").Scan(&setting); err != nil || setting != "off" {
+		t.Fatalf("SET LOCAL inside the transaction: %q, %v", setting, err)
+	}
+	if !q.begun || len(q.queued) != 0 {
+		t.Fatalf("begun %v, %d waiting after statements", q.begun, len(q.queued))
+	}
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	acquired("after a commit")
+	if err := s.Commit(ctx); err == nil {
+		t.Fatal("a second commit succeeded")
+	}
+
+	ctx, q = begin()
+	if err := s.Commit(ctx); err != nil {
+		t.Fatalf("commit of an empty transaction: %v", err)
+	}
+	if q.begun {
+		t.Fatal("an empty transaction sent BEGIN")
+	}
+	acquired("after an empty commit")
+
+	ctx, _ = begin()
+	if _, err := s.GetAccessTokenSession(ctx, "c-1", openid.NewDefaultSession()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	acquired("after a rollback")
+
+	ctx, _ = begin()
+	if err := s.CreateAccessTokenSession(ctx, "c-1", req); err != nil { // exists: fails at commit
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx); err == nil {
+		t.Fatal("commit with a failing insert succeeded")
+	}
+	acquired("after a failed commit")
+	for range 3 { // whatever connection the pool hands out works
+		if _, err := s.GetAccessTokenSession(bg, "c-1", openid.NewDefaultSession()); err != nil {
+			t.Fatalf("after a failed commit: %v", err)
+		}
+	}
+	var status string
+	if err := s.pool.QueryRow(bg, `SELECT current_setting('enable_sort')`).Scan(&status); err != nil || status != "on" {
+		t.Fatalf("a pooled connection kept the transaction's settings: %q, %v", status, err)
+	}
+}
