@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nhsid/nhsid/audit"
+	"github.com/nhsid/nhsid/internal/jobs"
 	"github.com/nhsid/nhsid/store"
 )
 
@@ -222,39 +223,19 @@ func (s *Service) SweepExpiredSessions(ctx context.Context) (int, error) {
 	}
 }
 
-// jobLocker is a store that runs a named job on one replica at a time.
-type jobLocker interface {
-	WithLock(ctx context.Context, name string, wait bool, fn func(context.Context) error) (bool, error)
-}
-
 // RunSessionSweeper sweeps expired sessions every interval until ctx ends,
 // on one replica at a time (the store's job lock).
 func (s *Service) RunSessionSweeper(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = time.Minute
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		sweep := func(ctx context.Context) error {
-			_, err := s.SweepExpiredSessions(ctx)
-			return err
-		}
-		var err error
-		if l, ok := s.store.(jobLocker); ok {
-			_, err = l.WithLock(ctx, "session-sweep", false, sweep)
-		} else {
-			err = sweep(ctx)
-		}
-		if err != nil && ctx.Err() == nil {
-			s.log.ErrorContext(ctx, "session sweep", "err", err)
-		}
+	sweep := func(ctx context.Context) error {
+		_, err := s.SweepExpiredSessions(ctx)
+		return err
 	}
+	jobs.Every(ctx, interval, nil, func(ctx context.Context) error {
+		return jobs.Locked(ctx, s.store, "session-sweep", false, sweep)
+	}, func(err error) { s.log.ErrorContext(ctx, "session sweep", "err", err) })
 }
 
 // sessionView is one row of the account page's session list.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/authn"
+	"github.com/nhsid/nhsid/internal/jobs"
 	"github.com/nhsid/nhsid/internal/outbound"
 )
 
@@ -230,7 +231,7 @@ func tokenExpiry(tok string) time.Time {
 // retries and for logouts queued by other replicas. Replicas share the
 // queue safely (ClaimLogoutDeliveries leases rows with SKIP LOCKED).
 func (p *Provider) RunLogoutDelivery(ctx context.Context) {
-	outbound.RunQueue(ctx, p.logout.cfg.PollInterval, p.logout.wake,
+	jobs.Every(ctx, p.logout.cfg.PollInterval, p.logout.wake,
 		func(ctx context.Context) error { _, err := p.DeliverLogouts(ctx); return err },
 		func(err error) { p.log.ErrorContext(ctx, "logout delivery", "err", err) })
 }

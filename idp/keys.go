@@ -24,6 +24,8 @@ import (
 
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite/token/jwt"
+
+	"github.com/nhsid/nhsid/internal/jobs"
 )
 
 // loadedKey is a signing key with its private half decrypted.
@@ -140,20 +142,9 @@ func (p *Provider) EnsureKeys(ctx context.Context) error {
 	return p.withJobLock(ctx, "keys", true, p.ensureKeys)
 }
 
-// JobLocker is implemented by stores that can run a named job on one
-// replica at a time (store/postgres uses an advisory lock).
-type JobLocker interface {
-	WithLock(ctx context.Context, name string, wait bool, fn func(context.Context) error) (bool, error)
-}
-
 // withJobLock runs fn under the store's job lock when it has one.
 func (p *Provider) withJobLock(ctx context.Context, name string, wait bool, fn func(context.Context) error) error {
-	l, ok := p.deps.Store.(JobLocker)
-	if !ok {
-		return fn(ctx)
-	}
-	_, err := l.WithLock(ctx, name, wait, fn)
-	return err
+	return jobs.Locked(ctx, p.deps.Store, name, wait, fn)
 }
 
 func (p *Provider) ensureKeys(ctx context.Context) error {
@@ -328,22 +319,14 @@ func (p *Provider) keyByID(kid string) (*loadedKey, bool) {
 // Run rotates keys on schedule and reloads them from the store until ctx
 // ends, so that several replicas converge on the same key set.
 func (p *Provider) Run(ctx context.Context) error {
-	t := time.NewTicker(p.cfg.KeyReloadInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	jobs.Every(ctx, p.cfg.KeyReloadInterval, nil, func(ctx context.Context) error {
 		// One replica at a time checks and rotates; the others skip.
-		if err := p.withJobLock(ctx, "keys", false, p.rotateIfDue); err != nil {
+		if err := p.withJobLock(ctx, "keys", false, p.rotateIfDue); err != nil && ctx.Err() == nil {
 			p.log.ErrorContext(ctx, "key rotation", "err", err)
 		}
-		if err := p.ReloadKeys(ctx); err != nil {
-			p.log.ErrorContext(ctx, "key reload", "err", err)
-		}
-	}
+		return p.ReloadKeys(ctx)
+	}, func(err error) { p.log.ErrorContext(ctx, "key reload", "err", err) })
+	return nil
 }
 
 // rotateIfDue rotates when the newest key of any algorithm is older than

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/authn"
+	"github.com/nhsid/nhsid/internal/jobs"
 	"github.com/nhsid/nhsid/internal/outbound"
 )
 
@@ -130,7 +131,7 @@ func (h *Handler) RunLogoutDelivery(ctx context.Context) {
 	if b == nil {
 		return
 	}
-	outbound.RunQueue(ctx, b.cfg.PollInterval, b.wake,
+	jobs.Every(ctx, b.cfg.PollInterval, b.wake,
 		func(ctx context.Context) error { _, err := b.Deliver(ctx); return err },
 		func(err error) { h.log.ErrorContext(ctx, "saml slo: deliver", "err", err) })
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"time"
 )
 
 // Drain works through a queue of deliveries to integrators (back-channel
@@ -46,26 +45,6 @@ func Drain[T any](ctx context.Context, batch, parallel int, claim func(context.C
 		wg.Wait()
 		if len(items) < batch || ctx.Err() != nil {
 			return delivered, errors.Join(append(errs, ctx.Err())...)
-		}
-	}
-}
-
-// RunQueue drains a delivery queue until ctx ends: at once when wake
-// fires (a delivery queued on this replica), and every interval (retries,
-// and deliveries queued on other replicas). pass is one Drain; its error
-// goes to onErr unless ctx has ended.
-func RunQueue(ctx context.Context, interval time.Duration, wake <-chan struct{}, pass func(context.Context) error, onErr func(error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-wake:
-		}
-		if err := pass(ctx); err != nil && ctx.Err() == nil {
-			onErr(err)
 		}
 	}
 }

@@ -8,7 +8,7 @@
 // allow loopback (AllowLoopback) or every address (AllowPrivate).
 //
 // idp and federation/saml import it; internal/server builds the one
-// Client and passes it to them. Drain and RunQueue (drain.go) work
+// Client and passes it to them. Drain (drain.go) works
 // through their durable back-channel logout queues.
 package outbound
 

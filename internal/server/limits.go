@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/nhsid/nhsid/internal/jobs"
 )
 
 // limitAndBound wraps a listener's mux: a deadline on each request's
@@ -33,31 +35,14 @@ func (s *Server) purgeRateLimits(ctx context.Context) {
 	if s.Limiter == nil {
 		return
 	}
-	t := time.NewTicker(rateLimitPurgeEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	run := func(ctx context.Context) error {
+		n, err := s.Limiter.Purge(ctx)
+		if err == nil && n > 0 {
+			s.log.InfoContext(ctx, "purged idle rate limit state", "rows", n)
 		}
-		run := func(ctx context.Context) error {
-			n, err := s.Limiter.Purge(ctx)
-			if err == nil && n > 0 {
-				s.log.InfoContext(ctx, "purged idle rate limit state", "rows", n)
-			}
-			return err
-		}
-		var err error
-		if l, ok := s.Store.(interface {
-			WithLock(context.Context, string, bool, func(context.Context) error) (bool, error)
-		}); ok {
-			_, err = l.WithLock(ctx, "ratelimit-purge", false, run)
-		} else {
-			err = run(ctx)
-		}
-		if err != nil && ctx.Err() == nil {
-			s.log.WarnContext(ctx, "purge rate limit state", "err", err.Error())
-		}
+		return err
 	}
+	jobs.Every(ctx, rateLimitPurgeEvery, nil, func(ctx context.Context) error {
+		return jobs.Locked(ctx, s.Store, "ratelimit-purge", false, run)
+	}, func(err error) { s.log.WarnContext(ctx, "purge rate limit state", "err", err.Error()) })
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	fedsaml "github.com/nhsid/nhsid/federation/saml"
+	"github.com/nhsid/nhsid/internal/jobs"
 	"github.com/nhsid/nhsid/internal/outbound"
 )
 
@@ -75,26 +76,9 @@ type sessionPurger interface {
 // runGC drops expired codes, tokens, PAR requests, jtis, flows, challenges
 // and finished logout deliveries, on one replica at a time.
 func (s *Server) runGC(ctx context.Context) {
-	t := time.NewTicker(gcInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		var err error
-		if l, ok := s.Store.(interface {
-			WithLock(ctx context.Context, name string, wait bool, fn func(context.Context) error) (bool, error)
-		}); ok {
-			_, err = l.WithLock(ctx, "gc", false, s.gcOnce)
-		} else {
-			err = s.gcOnce(ctx)
-		}
-		if err != nil && ctx.Err() == nil {
-			s.log.ErrorContext(ctx, "gc", "err", err)
-		}
-	}
+	jobs.Every(ctx, gcInterval, nil, func(ctx context.Context) error {
+		return jobs.Locked(ctx, s.Store, "gc", false, s.gcOnce)
+	}, func(err error) { s.log.ErrorContext(ctx, "gc", "err", err) })
 }
 
 // gcOnce runs one GC pass.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nhsid/nhsid/authn"
 	"github.com/nhsid/nhsid/internal/config"
+	"github.com/nhsid/nhsid/internal/jobs"
 	"github.com/nhsid/nhsid/policy"
 )
 
@@ -68,19 +69,17 @@ func purgeRiskProfiles(ctx context.Context, r *authn.Risk, now func() time.Time,
 	if r == nil {
 		return
 	}
-	t := time.NewTicker(24 * time.Hour)
-	defer t.Stop()
-	for {
+	purge := func(ctx context.Context) error {
 		n, err := r.Store.DeleteRiskProfilesBefore(ctx, now().Add(-r.Engine.Config().Retention))
-		if err != nil {
-			log.Warn("risk: purge profiles", "err", err.Error())
-		} else if n > 0 {
+		if err == nil && n > 0 {
 			log.Info("risk: purged profiles past retention", "count", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+		return err
 	}
+	onErr := func(err error) { log.Warn("risk: purge profiles", "err", err.Error()) }
+	// At start, then daily.
+	if err := purge(ctx); err != nil && ctx.Err() == nil {
+		onErr(err)
+	}
+	jobs.Every(ctx, 24*time.Hour, nil, purge, onErr)
 }
