@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,6 +48,19 @@ func (s *Service) StartFlow(w http.ResponseWriter, r *http.Request, f Flow) (str
 	f.ExpiresAt = s.now().Add(s.cfg.FlowTTL)
 	if f.MinAAL < AAL2 {
 		f.MinAAL = AAL2
+	}
+	if f.MinAAL < AAL3 {
+		// The login challenge goes in with the flow, so that the begin
+		// only reads (a step-up's options depend on the person: its
+		// begin makes its own).
+		assertion, data, err := s.newLoginChallenge(nil)
+		if err != nil {
+			return "", fmt.Errorf("start flow: %w", err)
+		}
+		if f.LoginOptions, err = json.Marshal(assertion); err != nil {
+			return "", fmt.Errorf("start flow: encode login options: %w", err)
+		}
+		f.LoginChallenge, f.LoginChallengeExpiresAt = data, s.now().Add(s.cfg.ChallengeTTL)
 	}
 	if err := s.store.CreateFlow(r.Context(), f); err != nil {
 		return "", fmt.Errorf("start flow: %w", err)

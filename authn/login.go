@@ -62,8 +62,11 @@ func (s *Service) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errInvalidFlow(errors.New("missing or oversized flow id")))
 		return
 	}
-	opts := []webauthn.LoginOption{webauthn.WithUserVerification(protocol.VerificationRequired)}
-	assertion, f, err := s.beginLogin(r, req.Flow, opts)
+	if opts, ok := s.madeLoginOptions(r, req.Flow); ok {
+		writeRawJSON(w, opts)
+		return
+	}
+	assertion, f, err := s.beginLogin(r, req.Flow, nil)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -77,7 +80,7 @@ func (s *Service) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if len(more) > 0 {
-			if assertion, _, err = s.beginLogin(r, f.ID, append(opts, more...)); err != nil {
+			if assertion, _, err = s.beginLogin(r, f.ID, more); err != nil {
 				s.fail(w, r, err)
 				return
 			}
@@ -86,10 +89,27 @@ func (s *Service) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, assertion)
 }
 
-// beginLogin starts a login ceremony with opts and keeps its state in the
-// flow id, if the flow is this browser's and unexpired; else the error
-// says why (invalid_flow / expired_flow).
-func (s *Service) beginLogin(r *http.Request, id string, opts []webauthn.LoginOption) (*protocol.CredentialAssertion, *Flow, error) {
+// madeLoginOptions returns the request options of the login challenge
+// that StartFlow made with the flow id, if the flow is this browser's and
+// unexpired and the challenge is unused and young: within the first fifth
+// of its life, so that the person has nearly the whole of it to use their
+// key. Otherwise (ok false) the begin makes a new challenge.
+func (s *Service) madeLoginOptions(r *http.Request, id string) (opts []byte, ok bool) {
+	f, err := s.LoadFlow(r, id)
+	if err != nil || f.MinAAL >= AAL3 || len(f.LoginOptions) == 0 || len(f.LoginChallenge) == 0 {
+		return nil, false
+	}
+	if f.LoginChallengeExpiresAt.Sub(s.now()) < s.cfg.ChallengeTTL*4/5 {
+		return nil, false
+	}
+	return f.LoginOptions, true
+}
+
+// newLoginChallenge makes a discoverable login ceremony's request options
+// and its state (go-webauthn SessionData as JSON). User verification is
+// always required; more adds to the options (a step-up's credentials).
+func (s *Service) newLoginChallenge(more []webauthn.LoginOption) (*protocol.CredentialAssertion, []byte, error) {
+	opts := append([]webauthn.LoginOption{webauthn.WithUserVerification(protocol.VerificationRequired)}, more...)
 	assertion, sd, err := s.wa.BeginDiscoverableLogin(opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("begin login: %w", err)
@@ -97,6 +117,17 @@ func (s *Service) beginLogin(r *http.Request, id string, opts []webauthn.LoginOp
 	data, err := json.Marshal(sd)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode challenge: %w", err)
+	}
+	return assertion, data, nil
+}
+
+// beginLogin starts a login ceremony with more options and keeps its
+// state in the flow id, if the flow is this browser's and unexpired; else
+// the error says why (invalid_flow / expired_flow).
+func (s *Service) beginLogin(r *http.Request, id string, more []webauthn.LoginOption) (*protocol.CredentialAssertion, *Flow, error) {
+	assertion, data, err := s.newLoginChallenge(more)
+	if err != nil {
+		return nil, nil, err
 	}
 	now := s.now()
 	f, err := s.store.SetFlowLoginChallenge(r.Context(), id, hashToken(s.cookie(r, bindCookie)), data, now.Add(s.cfg.ChallengeTTL), now)
@@ -339,6 +370,10 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	// The profile's update goes beside the credential's, ahead of the
+	// inserts, so that the store can send the sign-in's inserts (audit
+	// events among them) as fewer statements.
+	learned := s.queueRiskLearn(wctx, rk)
 	prev, _ := s.CurrentSession(r) // ended or continued; a step-up's audit names it
 	sess, raw, err := s.newSession(ctx, r, prev, stored)
 	if err != nil {
@@ -359,7 +394,6 @@ func (s *Service) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	learned := s.queueRiskLearn(wctx, rk)
 	next, completed, err := s.completeFlow(ctx, wctx, r, f, &sess, u.person)
 	if err != nil {
 		s.fail(w, r, err)

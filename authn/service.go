@@ -158,6 +158,14 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeRawJSON writes JSON encoded earlier, as writeJSON would.
+func writeRawJSON(w http.ResponseWriter, raw []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(raw)
+	_, _ = w.Write([]byte{'\n'})
+}
+
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 	apierror.Write(w, r, s.log, err)
 }

@@ -99,6 +99,12 @@ type Flow struct {
 	// LoginChallengeExpiresAt; nil when none waits.
 	LoginChallenge          []byte
 	LoginChallengeExpiresAt time.Time
+	// LoginOptions are the WebAuthn request options (a
+	// protocol.CredentialAssertion as JSON) that go with LoginChallenge
+	// when StartFlow made the challenge, so that the login begin hands
+	// them out without a write. Setting, spending or dropping the
+	// challenge clears them.
+	LoginOptions []byte
 }
 
 // CredentialStore persists WebAuthn credentials.
@@ -156,7 +162,8 @@ type FlowStore interface {
 	// it).
 	UpdateFlow(ctx context.Context, id string, fn func(*Flow) error) (Flow, error)
 	// SetFlowLoginChallenge stores a login ceremony's state in the flow,
-	// replacing any earlier one, and returns the flow, if the flow exists,
+	// replacing any earlier one and clearing LoginOptions, and returns the
+	// flow, if the flow exists,
 	// is bound to bindingHash and is unexpired at now; else it fails with
 	// store.ErrNotFound (LoadFlow tells why).
 	SetFlowLoginChallenge(ctx context.Context, id string, bindingHash, data []byte, expiresAt, now time.Time) (Flow, error)

@@ -640,7 +640,8 @@ type RiskStore interface {
 	// as stored, as in UpdateRiskProfile, so no update is lost.
 	UpdateRiskProfileFrom(ctx context.Context, read RiskProfile, fn func(*RiskProfile) error) error
 	// DeleteRiskProfilesBefore deletes profiles not updated since before
-	// and returns how many went (retention).
+	// and returns how many went (retention). A store may keep a profile
+	// up to a day longer (PostgreSQL keeps the day of the last update).
 	DeleteRiskProfilesBefore(ctx context.Context, before time.Time) (int, error)
 }
 

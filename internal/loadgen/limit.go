@@ -199,11 +199,11 @@ func newLimitWork(ctx context.Context, dbURL string, conc int) (*limitWork, erro
 		}
 		_, err = w.pool.Exec(ctx, `CREATE SCHEMA `+schema+`;
 CREATE TABLE `+schema+`.tokens (signature text PRIMARY KEY, kind text NOT NULL, request_id text NOT NULL,
-  client_id text NOT NULL, subject text NOT NULL, scope text NOT NULL, data jsonb NOT NULL,
+  client_id text NOT NULL, subject text NOT NULL, scope text NOT NULL, data bytea NOT NULL,
   expires_at timestamptz NOT NULL, active boolean NOT NULL DEFAULT true);
 CREATE TABLE `+schema+`.credentials (id bytea PRIMARY KEY, public_key bytea NOT NULL, sign_count bigint NOT NULL);
-CREATE TABLE `+schema+`.sessions (id text PRIMARY KEY, subject text NOT NULL, data jsonb NOT NULL, expires_at timestamptz NOT NULL);
-CREATE TABLE `+schema+`.codes (signature text PRIMARY KEY, data jsonb NOT NULL, active boolean NOT NULL DEFAULT true);`)
+CREATE TABLE `+schema+`.sessions (id text PRIMARY KEY, subject text NOT NULL, data bytea NOT NULL, expires_at timestamptz NOT NULL);
+CREATE TABLE `+schema+`.codes (signature text PRIMARY KEY, data bytea NOT NULL, active boolean NOT NULL DEFAULT true);`)
 		if err != nil {
 			w.close()
 			return nil, fmt.Errorf("loadgen: limit: create scratch schema: %w", err)

@@ -259,30 +259,32 @@ func TestSeed(t *testing.T) {
 	}
 
 	// Every seeded token row is well-formed.
-	if n := seedCount(t, pool, `SELECT count(*) FROM oauth_tokens t WHERE t.request_id LIKE 'seed-%' AND NOT (
+	if n := seedCount(t, pool, `SELECT count(*) FROM oauth_tokens t,
+		LATERAL (SELECT convert_from(t.session, 'UTF8')::jsonb AS session) j
+		WHERE t.request_id LIKE 'seed-%' AND NOT (
 		t.client_id = $1 AND length(t.signature_hash) = 32 AND length(t.request_id) = 41
 		AND EXISTS (SELECT 1 FROM people p WHERE p.uid = t.subject AND p.email LIKE '%@seed.nhsid.invalid')
-		AND t.sid <> '' AND t.session->>'subject' = t.subject AND t.session->>'sid' = t.sid
-		AND t.session->>'client_id' = t.client_id AND t.session->'id_token_claims'->'ext'->>'sid' = t.sid
-		AND t.session->'expires_at' ? 'authorize_code' AND t.expires_at IS NOT NULL
+		AND t.sid <> '' AND j.session->>'subject' = t.subject AND j.session->>'sid' = t.sid
+		AND j.session->>'client_id' = t.client_id AND j.session->'id_token_claims'->'ext'->>'sid' = t.sid
+		AND j.session->'expires_at' ? 'authorize_code' AND t.expires_at IS NOT NULL
 		AND cardinality(t.scopes) > 0 AND t.scopes = t.granted_scopes AND t.form_data LIKE 'client_id=' || t.client_id || '&%'
 		AND t.created_at >= t.requested_at
-		AND (t.kind <> 'access' OR (t.session->'expires_at'->>'access_token')::timestamptz = t.expires_at)
-		AND (t.kind <> 'refresh' OR ((t.session->'expires_at'->>'refresh_token')::timestamptz = t.expires_at
+		AND (t.kind <> 'access' OR (j.session->'expires_at'->>'access_token')::timestamptz = t.expires_at)
+		AND (t.kind <> 'refresh' OR ((j.session->'expires_at'->>'refresh_token')::timestamptz = t.expires_at
 			AND EXISTS (SELECT 1 FROM oauth_tokens a WHERE a.kind = 'access' AND a.signature_hash = t.access_signature_hash
 				AND a.request_id = t.request_id)))
 		AND (t.kind = 'refresh' OR t.access_signature_hash IS NULL)
-		AND (t.kind IN ('access', 'refresh') OR (t.session->'expires_at'->>'authorize_code')::timestamptz = t.expires_at))`,
+		AND (t.kind IN ('access', 'refresh') OR (j.session->'expires_at'->>'authorize_code')::timestamptz = t.expires_at))`,
 		client.ID); n != 0 {
 		t.Fatalf("%d malformed seeded token rows", n)
 	}
 	for q, name := range map[string]string{
-		`SELECT count(*) FROM oauth_tokens WHERE kind = 'access' AND expires_at > now()`:                "live access tokens",
-		`SELECT count(*) FROM oauth_tokens WHERE kind = 'access' AND expires_at <= now()`:               "expired access tokens",
-		`SELECT count(*) FROM oauth_tokens WHERE kind = 'refresh' AND active AND expires_at > now()`:    "live refresh tokens",
-		`SELECT count(*) FROM oauth_tokens WHERE kind = 'refresh' AND NOT active`:                       "rotated or revoked refresh tokens",
-		`SELECT count(*) FROM oauth_tokens WHERE kind = 'authorize_code' AND NOT active`:                "used codes",
-		`SELECT count(*) FROM oauth_tokens WHERE session->'id_token_claims'->'ext' ? 'selected_roleid'`: "sessions with a role",
+		`SELECT count(*) FROM oauth_tokens WHERE kind = 'access' AND expires_at > now()`:                                             "live access tokens",
+		`SELECT count(*) FROM oauth_tokens WHERE kind = 'access' AND expires_at <= now()`:                                            "expired access tokens",
+		`SELECT count(*) FROM oauth_tokens WHERE kind = 'refresh' AND active AND expires_at > now()`:                                 "live refresh tokens",
+		`SELECT count(*) FROM oauth_tokens WHERE kind = 'refresh' AND NOT active`:                                                    "rotated or revoked refresh tokens",
+		`SELECT count(*) FROM oauth_tokens WHERE kind = 'authorize_code' AND NOT active`:                                             "used codes",
+		`SELECT count(*) FROM oauth_tokens WHERE convert_from(session, 'UTF8')::jsonb->'id_token_claims'->'ext' ? 'selected_roleid'`: "sessions with a role",
 	} {
 		if seedCount(t, pool, q) == 0 {
 			t.Errorf("no %s", name)

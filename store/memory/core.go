@@ -453,6 +453,7 @@ func (s *Store) ListSessions(_ context.Context, personUID string) ([]authn.Sessi
 func copyFlow(f authn.Flow) authn.Flow {
 	f.BindingHash = bytes.Clone(f.BindingHash)
 	f.LoginChallenge = bytes.Clone(f.LoginChallenge)
+	f.LoginOptions = bytes.Clone(f.LoginOptions)
 	f.LoginChallengeExpiresAt = coreTime(f.LoginChallengeExpiresAt)
 	f.RequestedAt = coreTime(f.RequestedAt)
 	f.AuthenticatedAt = coreTime(f.AuthenticatedAt)
@@ -495,7 +496,7 @@ func (s *Store) UpdateFlow(_ context.Context, id string, fn func(*authn.Flow) er
 		return authn.Flow{}, err
 	}
 	f.ID = id
-	f.LoginChallenge, f.LoginChallengeExpiresAt = cur.LoginChallenge, cur.LoginChallengeExpiresAt
+	f.LoginChallenge, f.LoginChallengeExpiresAt, f.LoginOptions = cur.LoginChallenge, cur.LoginChallengeExpiresAt, cur.LoginOptions
 	f = copyFlow(f)
 	s.core.flows[id] = f
 	return copyFlow(f), nil
@@ -509,7 +510,7 @@ func (s *Store) SetFlowLoginChallenge(_ context.Context, id string, bindingHash,
 	if !ok || !bytes.Equal(f.BindingHash, bindingHash) || !notExpired(f.ExpiresAt, now) {
 		return authn.Flow{}, fmt.Errorf("set flow login challenge: %w", store.ErrNotFound)
 	}
-	f.LoginChallenge, f.LoginChallengeExpiresAt = bytes.Clone(data), coreTime(expiresAt)
+	f.LoginChallenge, f.LoginChallengeExpiresAt, f.LoginOptions = bytes.Clone(data), coreTime(expiresAt), nil
 	s.core.flows[id] = f
 	delete(s.core.flowSpent, id)
 	return copyFlow(f), nil
@@ -527,7 +528,7 @@ func (s *Store) SpendFlowLogin(_ context.Context, id, sid string, at time.Time) 
 		return fmt.Errorf("spend flow login: %w: login challenge already used", store.ErrConflict)
 	}
 	f.SessionSID, f.AuthenticatedAt = sid, coreTime(at)
-	f.LoginChallenge, f.LoginChallengeExpiresAt = nil, time.Time{}
+	f.LoginChallenge, f.LoginChallengeExpiresAt, f.LoginOptions = nil, time.Time{}, nil
 	s.core.flows[id] = f
 	s.core.flowSpent[id] = true
 	return nil
@@ -538,7 +539,7 @@ func (s *Store) DropFlowLoginChallenge(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f, ok := s.core.flows[id]; ok {
-		f.LoginChallenge, f.LoginChallengeExpiresAt = nil, time.Time{}
+		f.LoginChallenge, f.LoginChallengeExpiresAt, f.LoginOptions = nil, time.Time{}, nil
 		s.core.flows[id] = f
 	}
 	return nil

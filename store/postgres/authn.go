@@ -283,26 +283,26 @@ func (s *Store) ListSessions(ctx context.Context, personUID string) ([]authn.Ses
 
 const flowColumns = `id, binding_hash, kind, client_id, request, requested_at, min_aal, force_login,
 	login_hint, resume_url, session_sid, authenticated_at, selected_role_id, expires_at,
-	login_challenge, login_challenge_expires_at`
+	login_challenge, login_challenge_expires_at, login_options`
 
 func scanFlow(row pgx.Row) (authn.Flow, error) {
 	var f authn.Flow
 	err := row.Scan(&f.ID, &f.BindingHash, &f.Kind, &f.ClientID, &f.Request, scanTime(&f.RequestedAt),
 		&f.MinAAL, &f.ForceLogin, &f.LoginHint, &f.ResumeURL, &f.SessionSID, scanTime(&f.AuthenticatedAt),
-		&f.SelectedRoleID, scanTime(&f.ExpiresAt), &f.LoginChallenge, scanTime(&f.LoginChallengeExpiresAt))
+		&f.SelectedRoleID, scanTime(&f.ExpiresAt), &f.LoginChallenge, scanTime(&f.LoginChallengeExpiresAt), &f.LoginOptions)
 	return f, err
 }
 
 func flowArgs(f authn.Flow) []any {
 	return []any{f.ID, f.BindingHash, f.Kind, f.ClientID, f.Request, nullTime(f.RequestedAt),
 		f.MinAAL, f.ForceLogin, f.LoginHint, f.ResumeURL, f.SessionSID, nullTime(f.AuthenticatedAt),
-		f.SelectedRoleID, nullTime(f.ExpiresAt), f.LoginChallenge, nullTime(f.LoginChallengeExpiresAt)}
+		f.SelectedRoleID, nullTime(f.ExpiresAt), f.LoginChallenge, nullTime(f.LoginChallengeExpiresAt), f.LoginOptions}
 }
 
 // CreateFlow implements authn.FlowStore.
 func (s *Store) CreateFlow(ctx context.Context, f authn.Flow) error {
 	_, err := s.db(ctx).Exec(ctx, `INSERT INTO flows (`+flowColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`, flowArgs(f)...)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`, flowArgs(f)...)
 	if err != nil {
 		return fmt.Errorf("create flow: %w", translate(err))
 	}
@@ -364,7 +364,7 @@ func (s *Store) UpdateFlow(ctx context.Context, id string, fn func(*authn.Flow) 
 // also checks the flow's binding and expiry.
 func (s *Store) SetFlowLoginChallenge(ctx context.Context, id string, bindingHash, data []byte, expiresAt, now time.Time) (authn.Flow, error) {
 	f, err := scanFlow(s.db(ctx).QueryRow(ctx, `UPDATE flows SET login_challenge = $3,
-		login_challenge_expires_at = $4, login_challenge_uses = 0
+		login_challenge_expires_at = $4, login_challenge_uses = 0, login_options = NULL
 		WHERE id = $1 AND binding_hash = $2 AND (expires_at IS NULL OR expires_at > $5)
 		RETURNING `+flowColumns, id, bindingHash, data, nullTime(expiresAt), nullTime(now)))
 	if err != nil {
@@ -378,7 +378,7 @@ func (s *Store) SetFlowLoginChallenge(ctx context.Context, id string, bindingHas
 // which translate reports as store.ErrConflict.
 func (s *Store) SpendFlowLogin(ctx context.Context, id, sid string, at time.Time) error {
 	if err := s.execNoAnswer(ctx, `UPDATE flows SET session_sid = $2, authenticated_at = $3,
-		login_challenge = NULL, login_challenge_expires_at = NULL,
+		login_challenge = NULL, login_challenge_expires_at = NULL, login_options = NULL,
 		login_challenge_uses = login_challenge_uses + 1 WHERE id = $1`,
 		id, sid, nullTime(at)); err != nil {
 		return fmt.Errorf("spend flow login: %w", translate(err))
@@ -388,8 +388,8 @@ func (s *Store) SpendFlowLogin(ctx context.Context, id, sid string, at time.Time
 
 // DropFlowLoginChallenge implements authn.FlowStore.
 func (s *Store) DropFlowLoginChallenge(ctx context.Context, id string) error {
-	if _, err := s.db(ctx).Exec(ctx, `UPDATE flows SET login_challenge = NULL, login_challenge_expires_at = NULL
-		WHERE id = $1 AND login_challenge IS NOT NULL`, id); err != nil {
+	if _, err := s.db(ctx).Exec(ctx, `UPDATE flows SET login_challenge = NULL, login_challenge_expires_at = NULL,
+		login_options = NULL WHERE id = $1 AND login_challenge IS NOT NULL`, id); err != nil {
 		return fmt.Errorf("drop flow login challenge: %w", translate(err))
 	}
 	return nil

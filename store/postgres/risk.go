@@ -92,9 +92,16 @@ func (s *Store) optimisticRisk(ctx context.Context) bool {
 	return !inTx && !piped
 }
 
+// riskUpdatedDay is what updated_at keeps of an update's time ($3): its
+// day (UTC). The retention purge needs no more, and a column that changes
+// once a day leaves the row's index entries alone on the other sign-ins
+// of the day, so that PostgreSQL can update the row in place (a
+// heap-only tuple, migration 0019) instead of adding index entries.
+const riskUpdatedDay = `date_trunc('day', $3::timestamptz, 'UTC')`
+
 // updateRiskIfUnchanged writes a profile only while the row is still the
 // version read ($4, its xmin).
-const updateRiskIfUnchanged = `UPDATE risk_profiles SET profile = $2, updated_at = $3
+const updateRiskIfUnchanged = `UPDATE risk_profiles SET profile = $2, updated_at = ` + riskUpdatedDay + `
 	WHERE person_uid = $1 AND xmin = $4::xid`
 
 // updateRiskFrom applies fn to read and writes it if the row is still
@@ -158,7 +165,7 @@ func (s *Store) updateRiskLocked(ctx context.Context, personUID string, fn func(
 		var raw []byte
 		err := tx.QueryRow(ctx, lockRiskProfile, personUID).Scan(&raw)
 		if errors.Is(err, pgx.ErrNoRows) {
-			if _, err := tx.Exec(ctx, `INSERT INTO risk_profiles (person_uid, profile, updated_at) VALUES ($1, '{}', now())
+			if _, err := tx.Exec(ctx, `INSERT INTO risk_profiles (person_uid, profile, updated_at) VALUES ($1, '{}'::bytea, now())
 ON CONFLICT (person_uid) DO NOTHING`, personUID); err != nil {
 				return err
 			}
@@ -175,7 +182,7 @@ ON CONFLICT (person_uid) DO NOTHING`, personUID); err != nil {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE risk_profiles SET profile = $2, updated_at = $3 WHERE person_uid = $1`,
+		if _, err := tx.Exec(ctx, `UPDATE risk_profiles SET profile = $2, updated_at = `+riskUpdatedDay+` WHERE person_uid = $1`,
 			personUID, raw, p.UpdatedAt.UTC()); err != nil {
 			return err
 		}
@@ -209,9 +216,11 @@ func decodeWrittenRisk(raw []byte) (policy.RiskProfile, error) {
 	return p, nil
 }
 
-// DeleteRiskProfilesBefore implements policy.RiskStore.
+// DeleteRiskProfilesBefore implements policy.RiskStore. updated_at holds
+// the day of the last update (riskUpdatedDay), so a profile last updated
+// on before's day is kept until the next day's purge.
 func (s *Store) DeleteRiskProfilesBefore(ctx context.Context, before time.Time) (int, error) {
-	tag, err := s.db(ctx).Exec(ctx, `DELETE FROM risk_profiles WHERE updated_at < $1`, before.UTC())
+	tag, err := s.db(ctx).Exec(ctx, `DELETE FROM risk_profiles WHERE updated_at < date_trunc('day', $1::timestamptz, 'UTC')`, before.UTC())
 	if err != nil {
 		return 0, fmt.Errorf("delete risk profiles: %w", translate(err))
 	}

@@ -30,6 +30,7 @@ func authnTests() []suiteTest {
 		{"Flow/Expiry", testFlowExpiry},
 		{"Flow/UpdateDelete", testFlowUpdateDelete},
 		{"Flow/LoginChallenge", testFlowLoginChallenge},
+		{"Flow/LoginChallengeMadeWithFlow", testFlowLoginChallengeMade},
 		{"Challenge/Take", testChallengeTake},
 		{"Challenge/Expiry", testChallengeExpiry},
 		{"Challenge/ConcurrentTake", testChallengeConcurrentTake},
@@ -590,6 +591,57 @@ func testFlowLoginChallenge(t *testing.T, s Store) {
 	_, err = s.SetFlowLoginChallenge(ctx, f.ID, f.BindingHash, []byte("c4"), exp, end)
 	isErr(t, "a new ceremony on an ended flow", err, store.ErrNotFound)
 	noErr(t, "end an absent flow", s.EndFlow(ctx, "nope", end))
+}
+
+// testFlowLoginChallengeMade: a flow created with its login challenge and
+// request options keeps both until the challenge is set again, spent or
+// dropped, each of which clears the options; UpdateFlow leaves them.
+func testFlowLoginChallengeMade(t *testing.T, s Store) {
+	ctx := context.Background()
+	exp := t0.Add(5 * time.Minute)
+	made := func(id string) authn.Flow {
+		f := newFlow(id)
+		f.LoginChallenge, f.LoginChallengeExpiresAt = []byte("c0"), exp
+		f.LoginOptions = []byte(`{"publicKey":{"challenge":"c0"}}`)
+		noErr(t, "create "+id, s.CreateFlow(ctx, f))
+		stored, err := s.GetFlow(ctx, id, t0)
+		noErr(t, "get "+id, err)
+		equal(t, "created with its challenge", stored, f)
+		return f
+	}
+
+	f := made("fm1")
+	got, err := s.UpdateFlow(ctx, f.ID, func(x *authn.Flow) error {
+		x.SelectedRoleID = "role-1"
+		x.LoginOptions = []byte("ignored")
+		return nil
+	})
+	noErr(t, "update", err)
+	want := f
+	want.SelectedRoleID = "role-1"
+	equal(t, "update leaves the options", got, want)
+	got, err = s.SetFlowLoginChallenge(ctx, f.ID, f.BindingHash, []byte("c1"), exp, t0)
+	noErr(t, "set", err)
+	want.LoginChallenge, want.LoginOptions = []byte("c1"), nil
+	equal(t, "a new challenge clears the options", got, want)
+
+	f = made("fm2")
+	noErr(t, "spend", s.SpendFlowLogin(ctx, f.ID, "sid-1", t0.Add(time.Minute)))
+	stored, err := s.GetFlow(ctx, f.ID, t0)
+	noErr(t, "get", err)
+	want = f
+	want.SessionSID, want.AuthenticatedAt = "sid-1", t0.Add(time.Minute)
+	want.LoginChallenge, want.LoginChallengeExpiresAt, want.LoginOptions = nil, time.Time{}, nil
+	equal(t, "spent", stored, want)
+	isErr(t, "spend again", s.SpendFlowLogin(ctx, f.ID, "sid-2", t0.Add(time.Minute)), store.ErrConflict)
+
+	f = made("fm3")
+	noErr(t, "drop", s.DropFlowLoginChallenge(ctx, f.ID))
+	stored, err = s.GetFlow(ctx, f.ID, t0)
+	noErr(t, "get", err)
+	want = f
+	want.LoginChallenge, want.LoginChallengeExpiresAt, want.LoginOptions = nil, time.Time{}, nil
+	equal(t, "dropped", stored, want)
 }
 
 func testChallengeTake(t *testing.T, s Store) {
