@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -164,12 +165,21 @@ type Log struct {
 	Level string `yaml:"level"` // debug, info, warn, error
 }
 
+// DefaultMaxConns is database.max_conns unless set: four connections per
+// CPU the process may use, from 4 to 32. More backends than PostgreSQL
+// has cores to run them queue on its locks (the WAL's above all): on a
+// 2-core machine, 20 connections made sign-ins a fifth slower, and their
+// p99 twice as long, as 8 (docs/performance.md, round 10).
+func DefaultMaxConns() int32 {
+	return int32(min(max(4*runtime.GOMAXPROCS(0), 4), 32))
+}
+
 // Defaults returns a Config with every default filled in.
 func Defaults() Config {
 	return Config{
 		Listen:      ":8080",
 		AdminListen: "127.0.0.1:8081",
-		Database:    Database{MaxConns: 20, ConnectTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second},
+		Database:    Database{MaxConns: DefaultMaxConns(), ConnectTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second},
 		WebAuthn:    WebAuthn{RPName: "nhsid"},
 		Tokens: Tokens{
 			AccessTokenTTL:  time.Hour,
