@@ -101,6 +101,29 @@ func TestLoginChallengeMadeWithFlow(t *testing.T) {
 		t.Fatal("begin after a failed finish handed out the dropped challenge")
 	}
 
+	// Options that do not carry the flow's challenge (an older nhsid set
+	// a challenge without clearing them) are not handed out.
+	flow = b.startFlow(t, 2)
+	f := stored(flow)
+	f.LoginOptions = stored(b.startFlow(t, 2)).LoginOptions
+	if err := h.store.DeleteFlow(ctx, flow); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.CreateFlow(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	mismatched, err := virtualwebauthn.ParseAssertionOptions(string(f.LoginOptions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := begin(b, flow)
+	if bytes.Equal(fresh.Challenge, mismatched.Challenge) {
+		t.Fatal("begin handed out options for another challenge")
+	}
+	if r := b.postJSON(t, "/webauthn/login/finish?flow="+flow, b.assertion(k, fresh)); r.status != 200 {
+		t.Fatalf("finish after mismatched options: %d %s", r.status, r.body)
+	}
+
 	// A step-up's options depend on the person: its flow has none made.
 	if made := madeChallenge(b.startFlow(t, 3)); made != nil {
 		t.Fatal("a step-up flow was created with a login challenge")

@@ -102,6 +102,21 @@ func (s *Service) madeLoginOptions(r *http.Request, id string) (opts []byte, ok 
 	if f.LoginChallengeExpiresAt.Sub(s.now()) < s.cfg.ChallengeTTL*4/5 {
 		return nil, false
 	}
+	// The options must carry the challenge the flow holds: an older
+	// nhsid, during a rolling upgrade, sets a challenge without clearing
+	// them.
+	var sd struct {
+		Challenge string `json:"challenge"`
+	}
+	var o struct {
+		PublicKey struct {
+			Challenge string `json:"challenge"`
+		} `json:"publicKey"`
+	}
+	if json.Unmarshal(f.LoginChallenge, &sd) != nil || json.Unmarshal(f.LoginOptions, &o) != nil ||
+		sd.Challenge == "" || sd.Challenge != o.PublicKey.Challenge {
+		return nil, false
+	}
 	return f.LoginOptions, true
 }
 

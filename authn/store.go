@@ -163,9 +163,8 @@ type FlowStore interface {
 	UpdateFlow(ctx context.Context, id string, fn func(*Flow) error) (Flow, error)
 	// SetFlowLoginChallenge stores a login ceremony's state in the flow,
 	// replacing any earlier one and clearing LoginOptions, and returns the
-	// flow, if the flow exists,
-	// is bound to bindingHash and is unexpired at now; else it fails with
-	// store.ErrNotFound (LoadFlow tells why).
+	// flow, if the flow exists, is bound to bindingHash and is unexpired
+	// at now; else it fails with store.ErrNotFound (LoadFlow tells why).
 	SetFlowLoginChallenge(ctx context.Context, id string, bindingHash, data []byte, expiresAt, now time.Time) (Flow, error)
 	// SpendFlowLogin records the session that signed the flow in, and
 	// when, and uses the flow's login challenge up, changing no other field
