@@ -143,6 +143,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		p.writeAuthorizeError(ctx, w, ar, err)
 		return
 	}
+	ar.SetID(newRequestID())
 	client, ok := ar.GetClient().(*Client)
 	if !ok {
 		p.writeAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithDebug("unexpected client type"))
@@ -356,6 +357,7 @@ func (p *Provider) resolveFlow(ctx context.Context, r *http.Request, flow *authn
 	if err != nil {
 		return rf, err
 	}
+	rf.ar.SetID(newRequestID())
 	client, ok := rf.ar.GetClient().(*Client)
 	if !ok || client.ID != flow.ClientID {
 		return rf, fosite.ErrInvalidRequest.WithHint("The sign-in belongs to another client.")

@@ -265,6 +265,7 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		ar.SetID(newRequestID())
 		c, _ := ar.GetClient().(*Client)
 		for _, s := range ar.GetRequestedScopes() {
 			ar.GrantScope(s)
@@ -518,4 +519,19 @@ func (h quietTokenHandler) PopulateTokenEndpointResponse(ctx context.Context, re
 		return fosite.ErrUnknownRequest
 	}
 	return h.TokenEndpointHandler.PopulateTokenEndpointResponse(ctx, req, resp)
+}
+
+// newRequestID names a grant: its tokens' rows carry it (request_id), and
+// revoking the grant finds them by it. fosite names requests with random
+// (version 4) UUIDs, so every new grant's rows went to a random place in
+// the request_id index: with millions of token rows, a random index page
+// to read, dirty and log in full after each checkpoint. A version 7 UUID
+// starts with the time, so new grants go together at the index's end. It
+// tells no more than the token's own issue time.
+func newRequestID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
 }
