@@ -153,17 +153,20 @@ func (s *Service) cookie(r *http.Request, name string) string {
 
 // writeJSON sends v with status 200.
 func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	setJSONHeaders(w)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
 // writeRawJSON writes JSON encoded earlier, as writeJSON would.
 func writeRawJSON(w http.ResponseWriter, raw []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	setJSONHeaders(w)
 	_, _ = w.Write(raw)
 	_, _ = w.Write([]byte{'\n'})
+}
+
+func setJSONHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 }
 
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
