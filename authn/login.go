@@ -62,7 +62,12 @@ func (s *Service) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errInvalidFlow(errors.New("missing or oversized flow id")))
 		return
 	}
-	if opts, ok := s.madeLoginOptions(r, req.Flow); ok {
+	opts, err := s.madeLoginOptions(r, req.Flow)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if opts != nil {
 		writeRawJSON(w, opts)
 		return
 	}
@@ -93,14 +98,19 @@ func (s *Service) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 // that StartFlow made with the flow id, if the flow is this browser's and
 // unexpired and the challenge is unused and young: within the first fifth
 // of its life, so that the person has nearly the whole of it to use their
-// key. Otherwise (ok false) the begin makes a new challenge.
-func (s *Service) madeLoginOptions(r *http.Request, id string) (opts []byte, ok bool) {
+// key. Otherwise (nil options) the begin makes a new challenge. A flow
+// that is not this browser's, or has expired, is an error (LoadFlow's),
+// so that the begin does not read it again to say why.
+func (s *Service) madeLoginOptions(r *http.Request, id string) ([]byte, error) {
 	f, err := s.LoadFlow(r, id)
-	if err != nil || f.MinAAL >= AAL3 || len(f.LoginOptions) == 0 || len(f.LoginChallenge) == 0 {
-		return nil, false
+	if err != nil {
+		return nil, err
+	}
+	if f.MinAAL >= AAL3 || len(f.LoginOptions) == 0 || len(f.LoginChallenge) == 0 {
+		return nil, nil
 	}
 	if f.LoginChallengeExpiresAt.Sub(s.now()) < s.cfg.ChallengeTTL*4/5 {
-		return nil, false
+		return nil, nil
 	}
 	// The options must carry the challenge the flow holds: an older
 	// nhsid, during a rolling upgrade, sets a challenge without clearing
@@ -115,9 +125,9 @@ func (s *Service) madeLoginOptions(r *http.Request, id string) (opts []byte, ok 
 	}
 	if json.Unmarshal(f.LoginChallenge, &sd) != nil || json.Unmarshal(f.LoginOptions, &o) != nil ||
 		sd.Challenge == "" || sd.Challenge != o.PublicKey.Challenge {
-		return nil, false
+		return nil, nil
 	}
-	return f.LoginOptions, true
+	return f.LoginOptions, nil
 }
 
 // newLoginChallenge makes a discoverable login ceremony's request options

@@ -528,10 +528,16 @@ func (s *Store) SpendFlowLogin(_ context.Context, id, sid string, at time.Time) 
 		return fmt.Errorf("spend flow login: %w: login challenge already used", store.ErrConflict)
 	}
 	f.SessionSID, f.AuthenticatedAt = sid, coreTime(at)
-	f.LoginChallenge, f.LoginChallengeExpiresAt, f.LoginOptions = nil, time.Time{}, nil
+	clearLoginChallenge(&f)
 	s.core.flows[id] = f
 	s.core.flowSpent[id] = true
 	return nil
+}
+
+// clearLoginChallenge forgets f's login challenge and the options made
+// with it.
+func clearLoginChallenge(f *authn.Flow) {
+	f.LoginChallenge, f.LoginChallengeExpiresAt, f.LoginOptions = nil, time.Time{}, nil
 }
 
 // DropFlowLoginChallenge implements authn.FlowStore.
@@ -539,7 +545,7 @@ func (s *Store) DropFlowLoginChallenge(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f, ok := s.core.flows[id]; ok {
-		f.LoginChallenge, f.LoginChallengeExpiresAt, f.LoginOptions = nil, time.Time{}, nil
+		clearLoginChallenge(&f)
 		s.core.flows[id] = f
 	}
 	return nil

@@ -373,13 +373,16 @@ func (s *Store) SetFlowLoginChallenge(ctx context.Context, id string, bindingHas
 	return f, nil
 }
 
+// clearLoginChallenge forgets a flow's login challenge and the options
+// made with it.
+const clearLoginChallenge = `login_challenge = NULL, login_challenge_expires_at = NULL, login_options = NULL`
+
 // SpendFlowLogin implements authn.FlowStore: one UPDATE that needs no
 // answer; a second spend breaks the flows_login_challenge_once CHECK,
 // which translate reports as store.ErrConflict.
 func (s *Store) SpendFlowLogin(ctx context.Context, id, sid string, at time.Time) error {
 	if err := s.execNoAnswer(ctx, `UPDATE flows SET session_sid = $2, authenticated_at = $3,
-		login_challenge = NULL, login_challenge_expires_at = NULL, login_options = NULL,
-		login_challenge_uses = login_challenge_uses + 1 WHERE id = $1`,
+		`+clearLoginChallenge+`, login_challenge_uses = login_challenge_uses + 1 WHERE id = $1`,
 		id, sid, nullTime(at)); err != nil {
 		return fmt.Errorf("spend flow login: %w", translate(err))
 	}
@@ -388,8 +391,8 @@ func (s *Store) SpendFlowLogin(ctx context.Context, id, sid string, at time.Time
 
 // DropFlowLoginChallenge implements authn.FlowStore.
 func (s *Store) DropFlowLoginChallenge(ctx context.Context, id string) error {
-	if _, err := s.db(ctx).Exec(ctx, `UPDATE flows SET login_challenge = NULL, login_challenge_expires_at = NULL,
-		login_options = NULL WHERE id = $1 AND login_challenge IS NOT NULL`, id); err != nil {
+	if _, err := s.db(ctx).Exec(ctx, `UPDATE flows SET `+clearLoginChallenge+`
+		WHERE id = $1 AND login_challenge IS NOT NULL`, id); err != nil {
 		return fmt.Errorf("drop flow login challenge: %w", translate(err))
 	}
 	return nil
