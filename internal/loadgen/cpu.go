@@ -50,9 +50,7 @@ func (p CPUProbe) Read() CPUTimes {
 			if err != nil || !bytes.HasPrefix(cmd, []byte("postgres: ")) {
 				continue
 			}
-			// "postgres: 15/main: user dbname 127.0.0.1(1234) idle"
-			f := strings.Fields(strings.ReplaceAll(string(cmd), "\x00", " "))
-			if len(f) >= 4 && f[3] == p.Database {
+			if backendDatabase(string(cmd)) == p.Database {
 				pid, _ := strconv.Atoi(filepath.Base(d))
 				v := procCPU(pid)
 				if t.pg == nil {
@@ -64,6 +62,23 @@ func (p CPUProbe) Read() CPUTimes {
 		}
 	}
 	return t
+}
+
+// backendDatabase is the database of a PostgreSQL backend's command line,
+// "postgres: 15/main: user dbname 127.0.0.1(1234) idle", or the same
+// without "15/main:" on a cluster without a cluster_name ("" if neither).
+func backendDatabase(cmdline string) string {
+	f := strings.Fields(strings.ReplaceAll(cmdline, "\x00", " "))
+	if len(f) < 3 || f[0] != "postgres:" {
+		return ""
+	}
+	if strings.HasSuffix(f[1], ":") {
+		f = f[1:]
+	}
+	if len(f) < 3 {
+		return ""
+	}
+	return f[2]
 }
 
 // procCPU is utime+stime of pid in seconds (0 if unreadable).
