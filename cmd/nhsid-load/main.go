@@ -256,9 +256,12 @@ func seedCmd() *cobra.Command {
 already-migrated nhsid with COPY, for measuring throughput at scale: people
 (with an organisation membership and a position in a non-RA job role from
 the loaded role catalogue, spread over seeded organisations SEED0000...)
-and oauth_tokens rows (mostly access and refresh tokens, some authorization
-codes with their PKCE and OIDC rows; live and expired; owned by --client
-or the first client; subjects drawn from the seeded people).
+and oauth_tokens rows: people's grants (mostly access and refresh tokens,
+some authorization codes with their PKCE and OIDC rows; subjects drawn
+from the seeded people), then a quarter of the rows as client_credentials
+access tokens, written with INSERT so that they fill the room COPY left
+in each page, as small rows do in a live database; live and expired;
+owned by --client or the first client.
 
 It tops the database up to the requested counts, so running it again adds
 nothing. Everything it writes is tagged (emails @` + loadgen.SeedEmailDomain + `,

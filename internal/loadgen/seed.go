@@ -51,6 +51,9 @@ const (
 	SeedActor = "nhsid-load seed"
 	// SeedRequestPrefix starts every seeded token row's request_id.
 	SeedRequestPrefix = "seed-"
+	// SeedServiceKind is what SeedOptions.onToken is told for a
+	// client_credentials access token (stored with kind access).
+	SeedServiceKind = "client_credentials"
 
 	defaultSeedBatch = 50_000
 )
@@ -96,6 +99,9 @@ type SeedResult struct {
 	Persons, Positions, Orgs, Tokens int
 	// TokensByKind splits Tokens by oauth_tokens.kind.
 	TokensByKind map[string]int
+	// ServiceTokens of Tokens are client_credentials access tokens
+	// (counted in TokensByKind as access).
+	ServiceTokens int
 	// ClientID owns the token rows.
 	ClientID string
 	// Note says why something was left out (e.g. positions without a
@@ -115,7 +121,11 @@ func (r *SeedResult) String() string {
 	if r.Tokens > 0 {
 		var kinds []string
 		for _, k := range seedKinds {
-			kinds = append(kinds, fmt.Sprintf("%s %d", k, r.TokensByKind[k]))
+			kind := fmt.Sprintf("%s %d", k, r.TokensByKind[k])
+			if k == idp.TokenKindAccess && r.ServiceTokens > 0 {
+				kind += fmt.Sprintf(" (%d of them client_credentials)", r.ServiceTokens)
+			}
+			kinds = append(kinds, kind)
 		}
 		fmt.Fprintf(&b, " (%s; client %s)", strings.Join(kinds, ", "), r.ClientID)
 	}
@@ -564,11 +574,30 @@ func (s *seeder) pickClient(ctx context.Context) error {
 	return nil
 }
 
+// seedServiceShare is the share of the token rows a run adds that are
+// client_credentials access tokens (1 in seedServiceShare), written last.
+const seedServiceShare = 4
+
+// seedTokens writes the token rows in two phases. Grants of people (codes,
+// access and refresh tokens with their person's session, about 1.4 kB a
+// row) go in first, with COPY. Each page is filled up to the fillfactor,
+// and the room left over is too small for another grant row but fits a
+// client_credentials row (about 0.6 kB) on nearly every page. Once a
+// VACUUM has told the free space map of that room (autovacuum does, soon
+// after), the first million or so small rows nhsid writes would each land
+// in a different old page, and each page's first change after a
+// checkpoint writes the whole page to the WAL: four times the WAL per
+// client_credentials token (round 11 of docs/performance.md). A live
+// database's small rows fill that room as it appears. So the service
+// tokens, a quarter of the rows, go in last, after a VACUUM, with
+// ordinary INSERTs, and fill it.
 func (s *seeder) seedTokens(ctx context.Context) error {
 	cols := []string{"signature_hash", "kind", "request_id", "client_id", "requested_at", "scopes", "granted_scopes",
 		"audiences", "granted_audiences", "form_data", "subject", "session", "sid", "active", "expires_at", "created_at",
 		"access_signature_hash", "first_used_at", "grace_used", "revoked_at"}
-	total := s.o.Tokens - s.res.ExistingTokens
+	all := s.o.Tokens - s.res.ExistingTokens
+	service := all / seedServiceShare
+	total := all - service
 	gen := &tokenGen{s: s, now: time.Now().UTC()}
 	start := time.Now()
 	for done := 0; done < total; {
@@ -596,7 +625,71 @@ func (s *seeder) seedTokens(ctx context.Context) error {
 			s.progress("tokens", done, total, start)
 		}
 	}
+	return s.seedServiceTokens(ctx, gen, service)
+}
+
+// seedServiceTokens inserts n client_credentials access tokens of the
+// token client, one INSERT per batch (see seedTokens), after a VACUUM:
+// the free space map's upper levels learn of the pages' room only then,
+// and an INSERT finds room through them.
+func (s *seeder) seedServiceTokens(ctx context.Context, gen *tokenGen, n int) error {
+	if n == 0 {
+		return nil
+	}
+	start := time.Now()
+	if _, err := s.conn.Exec(ctx, "VACUUM oauth_tokens"); err != nil {
+		return fmt.Errorf("loadgen: seed: vacuum oauth_tokens: %w", err)
+	}
+	s.progress("vacuum", 1, 1, start)
+	const q = `INSERT INTO oauth_tokens (signature_hash, kind, request_id, client_id, requested_at, form_data, subject,
+		session, active, expires_at, created_at)
+		SELECT h, 'access', r, $1, ra, 'grant_type=client_credentials', $1, sess, true, e, c
+		FROM unnest($2::bytea[], $3::text[], $4::timestamptz[], $5::bytea[], $6::timestamptz[], $7::timestamptz[])
+			AS u(h, r, ra, sess, e, c)`
+	var (
+		hashes, sessions                 [][]byte
+		ids                              []string
+		requested, expires, createdTimes []time.Time
+	)
+	for done := 0; done < n; {
+		k := min(s.o.BatchSize, n-done)
+		hashes, sessions, ids = hashes[:0], sessions[:0], ids[:0]
+		requested, expires, createdTimes = requested[:0], expires[:0], createdTimes[:0]
+		for range k {
+			rat, created, exp := gen.serviceTimes()
+			sess, err := json.Marshal(serviceSession(s.client, exp))
+			if err != nil {
+				return fmt.Errorf("loadgen: seed: service session: %w", err)
+			}
+			hashes = append(hashes, gen.signature(SeedServiceKind))
+			ids = append(ids, SeedRequestPrefix+randUUID(s.rng))
+			sessions = append(sessions, sess)
+			requested, expires, createdTimes = append(requested, rat), append(expires, exp), append(createdTimes, created)
+		}
+		if _, err := s.conn.Exec(ctx, q, s.client, hashes, ids, requested, sessions, expires, createdTimes); err != nil {
+			return fmt.Errorf("loadgen: seed: insert service tokens: %w", err)
+		}
+		s.res.TokensByKind[idp.TokenKindAccess] += k
+		s.res.ServiceTokens += k
+		s.res.Tokens += k
+		done += k
+		if tick(done-k, done, n) {
+			s.progress("service tokens", done, n, start)
+		}
+	}
 	return nil
+}
+
+// serviceSession is the session nhsid's token endpoint stores with a
+// client_credentials access token (idp.Provider's token handler).
+func serviceSession(client string, exp time.Time) *idp.Session {
+	s := idp.NewSession()
+	s.Subject = client
+	s.ClientID = client
+	s.JWTClaims.Subject = client
+	s.JWTClaims.Extra["client_id"] = client
+	s.SetExpiresAt(fosite.AccessToken, exp)
+	return s
 }
 
 var (
@@ -729,15 +822,7 @@ func (g *tokenGen) newGrant() {
 	gr.sid = randB64(r, 16)
 	gr.scopes = seedScopes[r.IntN(len(seedScopes))]
 
-	var age time.Duration
-	switch n := r.IntN(100); {
-	case n < 35:
-		age = time.Duration(r.Int64N(int64(seedAccessTTL)))
-	case n < 60:
-		age = seedAccessTTL + time.Duration(r.Int64N(int64(seedRefreshTTL-seedAccessTTL)))
-	default:
-		age = seedRefreshTTL + time.Duration(r.Int64N(int64(7*24*time.Hour)))
-	}
+	age := g.age()
 	kindDraw := r.IntN(100)
 	if kindDraw >= 97 { // pending: codes live for minutes
 		age = time.Duration(r.Int64N(int64(2 * seedCodeTTL)))
@@ -789,6 +874,32 @@ func (g *tokenGen) newGrant() {
 			seedRow{kind: idp.TokenKindCode, hash: g.signature(idp.TokenKindCode), active: true, expires: codeExp},
 			seedRow{kind: idp.TokenKindPKCE, hash: g.signature(idp.TokenKindPKCE), active: true, expires: codeExp},
 			seedRow{kind: idp.TokenKindOIDC, hash: g.signature(idp.TokenKindOIDC), active: true, expires: codeExp})
+	}
+}
+
+// serviceTimes draws a service token's requested, created and expiry
+// times: spread in age like the grants' access tokens, so about a third
+// are live.
+func (g *tokenGen) serviceTimes() (requested, created, expires time.Time) {
+	r := g.s.rng
+	age := g.age()
+	requested = g.now.Add(-age).Truncate(time.Microsecond)
+	created = requested.Add(time.Duration(2+r.IntN(8)) * time.Millisecond)
+	return requested, created, requested.Truncate(time.Second).Add(seedAccessTTL)
+}
+
+// age draws how long ago a grant was made: a third within an access
+// token's life, a quarter more within a refresh token's, the rest up to a
+// week older (expired, awaiting the purge).
+func (g *tokenGen) age() time.Duration {
+	r := g.s.rng
+	switch n := r.IntN(100); {
+	case n < 35:
+		return time.Duration(r.Int64N(int64(seedAccessTTL)))
+	case n < 60:
+		return seedAccessTTL + time.Duration(r.Int64N(int64(seedRefreshTTL-seedAccessTTL)))
+	default:
+		return seedRefreshTTL + time.Duration(r.Int64N(int64(7*24*time.Hour)))
 	}
 }
 

@@ -258,10 +258,34 @@ func TestSeed(t *testing.T) {
 		t.Fatalf("%d seeded positions without a matching person_orgs row", n)
 	}
 
+	// A quarter of the rows are client_credentials tokens, and most of
+	// them went into the room left in the grants' pages, not at the heap's
+	// end (see seedTokens).
+	if res.ServiceTokens != tokens/seedServiceShare || len(sigs[SeedServiceKind]) != res.ServiceTokens {
+		t.Fatalf("%d service tokens (%d signatures), want %d", res.ServiceTokens, len(sigs[SeedServiceKind]), tokens/seedServiceShare)
+	}
+	service := seedCount(t, pool, `SELECT count(*) FROM oauth_tokens WHERE request_id LIKE 'seed-%' AND form_data = 'grant_type=client_credentials'`)
+	if service != res.ServiceTokens {
+		t.Fatalf("%d service token rows, result says %d", service, res.ServiceTokens)
+	}
+	shared := seedCount(t, pool, `SELECT count(*) FROM oauth_tokens s WHERE s.request_id LIKE 'seed-%'
+		AND s.form_data = 'grant_type=client_credentials' AND EXISTS (SELECT 1 FROM oauth_tokens g
+		WHERE (g.ctid::text::point)[0] = (s.ctid::text::point)[0] AND g.request_id LIKE 'seed-%' AND g.sid <> '')`)
+	if shared < service/2 {
+		t.Errorf("only %d of %d service tokens share a page with a grant's rows", shared, service)
+	}
+
 	// Every seeded token row is well-formed.
 	if n := seedCount(t, pool, `SELECT count(*) FROM oauth_tokens t,
 		LATERAL (SELECT convert_from(t.session, 'UTF8')::jsonb AS session) j
-		WHERE t.request_id LIKE 'seed-%' AND NOT (
+		WHERE t.request_id LIKE 'seed-%' AND NOT (t.form_data = 'grant_type=client_credentials' AND
+		t.kind = 'access' AND t.client_id = $1 AND t.subject = $1 AND t.sid = '' AND t.active
+		AND length(t.signature_hash) = 32 AND length(t.request_id) = 41 AND cardinality(t.scopes) = 0
+		AND j.session->>'subject' = t.subject AND j.session->>'client_id' = t.client_id
+		AND j.session->'accessToken'->'Extra'->>'client_id' = t.client_id
+		AND (j.session->'expires_at'->>'access_token')::timestamptz = t.expires_at
+		AND NOT j.session->'expires_at' ? 'authorize_code' AND t.access_signature_hash IS NULL
+		AND t.created_at >= t.requested_at) AND NOT (
 		t.client_id = $1 AND length(t.signature_hash) = 32 AND length(t.request_id) = 41
 		AND EXISTS (SELECT 1 FROM people p WHERE p.uid = t.subject AND p.email LIKE '%@seed.nhsid.invalid')
 		AND t.sid <> '' AND j.session->>'subject' = t.subject AND j.session->>'sid' = t.sid
@@ -334,6 +358,26 @@ func TestSeed(t *testing.T) {
 	checkRead("oidc", func(sig string) (fosite.Requester, error) {
 		return st.GetOpenIDConnectSession(ctx, sig, &fosite.Request{Session: idp.NewSession()})
 	})
+
+	live := 0
+	for _, sig := range sigs[SeedServiceKind][:min(sample, len(sigs[SeedServiceKind]))] {
+		req, err := st.GetAccessTokenSession(ctx, sig, idp.NewSession())
+		switch {
+		case err == nil:
+			live++
+			s, _ := req.GetSession().(*idp.Session)
+			if s == nil || s.Subject != client.ID || s.SID != "" || req.GetClient().GetID() != client.ID ||
+				req.GetRequestForm().Get("grant_type") != "client_credentials" {
+				t.Fatalf("service token: request %+v", req)
+			}
+		case errors.Is(err, fosite.ErrNotFound), errors.Is(err, fosite.ErrInactiveToken):
+		default:
+			t.Fatalf("service token: %v", err)
+		}
+	}
+	if live == 0 {
+		t.Errorf("no live service tokens among %d read", sample)
+	}
 
 	// Running again tops up: nothing is missing, so nothing is added.
 	again, err := Seed(ctx, SeedOptions{DatabaseURL: dbURL, Persons: persons, Tokens: tokens, Orgs: orgs})
