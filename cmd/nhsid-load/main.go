@@ -297,7 +297,7 @@ measuring to top them up.`,
 	f.IntVar(&o.Tokens, "tokens", 5_000_000, fmt.Sprintf("seeded oauth_tokens rows the database should hold (max %d)", loadgen.MaxSeedTokens))
 	f.IntVar(&o.Orgs, "orgs", 1000, fmt.Sprintf("seeded organisations to spread people over (max %d)", loadgen.MaxSeedOrgs))
 	f.StringVar(&o.ClientID, "client", "", "client owning the token rows (default: the first client in the database)")
-	f.IntVar(&o.BatchSize, "batch", 50_000, "rows per COPY, each in its own transaction")
+	f.IntVar(&o.BatchSize, "batch", 50_000, "rows per COPY or INSERT, each in its own transaction")
 	f.BoolVar(&clean, "clean", false, "remove every seeded row instead of seeding")
 	return cmd
 }

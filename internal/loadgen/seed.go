@@ -27,7 +27,8 @@ import (
 // Seed fills an already-migrated nhsid database with filler people,
 // organisation memberships, positions and OAuth token rows, so that
 // throughput can be measured at scale (issue 8: 1,000,000 persons and
-// 5,000,000 token rows). It writes straight to PostgreSQL with COPY, in
+// 5,000,000 token rows). It writes straight to PostgreSQL with COPY (the
+// last quarter of the token rows with plain INSERTs, see seedTokens), in
 // batches that each commit on their own.
 //
 // Everything it writes is tagged so that CleanSeed can remove it again:
@@ -81,7 +82,8 @@ type SeedOptions struct {
 	Orgs int
 	// ClientID owns the token rows; empty means the first enabled client.
 	ClientID string
-	// BatchSize is rows per COPY and transaction (default 50,000).
+	// BatchSize is rows per COPY or INSERT, each its own transaction
+	// (default 50,000).
 	BatchSize int
 	// Progress receives a line about every 10% of each phase (nil: none).
 	Progress io.Writer
