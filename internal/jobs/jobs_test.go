@@ -3,7 +3,6 @@ package jobs
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 )
@@ -12,35 +11,34 @@ import (
 // reported, and it stops when its context ends.
 func TestEvery(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	wake := make(chan struct{})
-	runs := make(chan struct{}, 10)
-	var mu sync.Mutex
-	var reported []error
+	reported := make(chan error, 10)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		Every(ctx, 50*time.Millisecond, wake, func(context.Context) error {
-			runs <- struct{}{}
 			return errors.New("boom")
-		}, func(err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			reported = append(reported, err)
-		})
+		}, func(err error) { reported <- err })
 	}()
 	wake <- struct{}{} // runs now, not at the next tick
-	<-runs
-	<-runs // and again on the interval
+	// The woken run's error, then the interval's. A run still going when
+	// the context ends reports nothing, so both are awaited first.
+	for i := range 2 {
+		select {
+		case err := <-reported:
+			if err == nil || err.Error() != "boom" {
+				t.Fatalf("run %d reported %v", i+1, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d errors reported, want 2", i)
+		}
+	}
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Every did not stop when its context ended")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(reported) < 2 {
-		t.Fatalf("%d errors reported, want at least 2", len(reported))
 	}
 }
 
