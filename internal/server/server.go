@@ -456,11 +456,16 @@ func (r *readiness) record(err error) {
 	r.last.Store(&readyAnswer{at: time.Now(), err: err})
 }
 
+// storeReady pings the database. The check runs inside a request (the
+// gate's or /readyz's), but its answer is shared with every request for
+// readyCacheFor, so the caller going away must not count: a browser that
+// closed its tab during the check once made the gate answer 503 to
+// everyone for half a second.
 func (s *Server) storeReady(ctx context.Context) error {
 	if s.pool == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if err := s.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
