@@ -273,10 +273,7 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		for _, a := range ar.GetRequestedAudience() {
 			ar.GrantAudience(a)
 		}
-		sess.Subject = ar.GetClient().GetID()
-		sess.ClientID = ar.GetClient().GetID()
-		sess.JWTClaims.Subject = ar.GetClient().GetID()
-		sess.JWTClaims.Extra["client_id"] = ar.GetClient().GetID()
+		sess.ForClient(ar.GetClient().GetID())
 		if len(ar.GetGrantedAudience()) == 0 && c != nil {
 			for _, a := range c.Audience {
 				ar.GrantAudience(a)

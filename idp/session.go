@@ -47,6 +47,15 @@ func NewSession() *Session {
 	}
 }
 
+// ForClient makes s the session of a client_credentials token: the
+// client is its subject, with no person and no SSO session.
+func (s *Session) ForClient(clientID string) {
+	s.Subject = clientID
+	s.ClientID = clientID
+	s.JWTClaims.Subject = clientID
+	s.JWTClaims.Extra["client_id"] = clientID
+}
+
 // SessionID returns the SSO session id (stores index tokens by it).
 func (s *Session) SessionID() string { return s.SID }
 

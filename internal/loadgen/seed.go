@@ -683,13 +683,10 @@ func (s *seeder) seedServiceTokens(ctx context.Context, gen *tokenGen, n int) er
 }
 
 // serviceSession is the session nhsid's token endpoint stores with a
-// client_credentials access token (idp.Provider's token handler).
+// client_credentials access token.
 func serviceSession(client string, exp time.Time) *idp.Session {
 	s := idp.NewSession()
-	s.Subject = client
-	s.ClientID = client
-	s.JWTClaims.Subject = client
-	s.JWTClaims.Extra["client_id"] = client
+	s.ForClient(client)
 	s.SetExpiresAt(fosite.AccessToken, exp)
 	return s
 }
