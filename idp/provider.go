@@ -48,6 +48,7 @@ type Provider struct {
 	now    func() time.Time
 	oauth  *fosite.Fosite
 	fcfg   *fositeConfig
+	tokens *tokenStrategy // how codes and tokens are made and checked
 	hasher SecretHasher
 	keys   *keySet
 	claims []ClaimSource
@@ -124,12 +125,13 @@ func New(cfg Config, deps Deps) (*Provider, error) {
 	for i := range makers {
 		makers[i] = compose.NewOAuth2HMACStrategy(p.fcfg)
 	}
+	p.tokens = &tokenStrategy{
+		hmac:   hmacStrategy,
+		makers: makers,
+		jwt:    &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: hmacStrategy, Config: p.fcfg},
+	}
 	strategy := &compose.CommonStrategy{
-		CoreStrategy: &tokenStrategy{
-			hmac:   hmacStrategy,
-			makers: makers,
-			jwt:    &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: hmacStrategy, Config: p.fcfg},
-		},
+		CoreStrategy:               p.tokens,
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: p.fcfg},
 		Signer:                     signer,
 	}
@@ -243,7 +245,8 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		ctx = WithRefreshGrace(ctx, p.cfg.RefreshGrace)
 	case "authorization_code":
 		// fosite looks up the code's row twice, then its PKCE and OIDC rows
-		ctx = store.WithCodeReadAhead(ctx, p.deps.Store, r.PostFormValue("code"))
+		code := r.PostFormValue("code")
+		ctx = store.WithCodeReadAhead(ctx, p.deps.Store, code, p.tokens.AuthorizeCodeSignature(ctx, code))
 		ctx, reuse = withCodeReuseNote(ctx)
 	}
 	sess := NewSession()

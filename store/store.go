@@ -78,15 +78,17 @@ func WithSignInReadAhead(ctx context.Context, s any, flowID, personUID string) c
 // them from it (store/postgres).
 type CodeReadAheader interface {
 	// WithCodeReadAhead returns a context in which the look-ups of code's
-	// rows are read ahead.
-	WithCodeReadAhead(ctx context.Context, code string) context.Context
+	// rows are read ahead. signature is the code's signature as the token
+	// strategy computes it (fosite's key of the code and PKCE rows), or
+	// empty; with it the read can start before fosite's first look-up.
+	WithCodeReadAhead(ctx context.Context, code, signature string) context.Context
 }
 
 // WithCodeReadAhead returns ctx with s's read-ahead of code's rows, or ctx
 // when s is not a CodeReadAheader.
-func WithCodeReadAhead(ctx context.Context, s any, code string) context.Context {
+func WithCodeReadAhead(ctx context.Context, s any, code, signature string) context.Context {
 	if ra, ok := s.(CodeReadAheader); ok {
-		return ra.WithCodeReadAhead(ctx, code)
+		return ra.WithCodeReadAhead(ctx, code, signature)
 	}
 	return ctx
 }

@@ -580,21 +580,31 @@ func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
 // transaction: expired rows are left to the GC purge (PurgeExpiredOAuth),
 // because deleting them here made concurrent token requests queue on the
 // same expired rows' locks (docs/performance.md).
+// In a token request's code read-ahead it goes with the read of the code
+// (recordJTIReadingAhead).
 func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
 	const op = "record jti"
-	tag, err := s.db(ctx).Exec(ctx, `
-		INSERT INTO oauth_jti (jti_hash, expires_at) VALUES ($1, $2)
-		ON CONFLICT (jti_hash) DO UPDATE SET expires_at = EXCLUDED.expires_at
-		WHERE oauth_jti.expires_at <= $3`,
-		oauthHash(jti), exp.UTC(), oauthNow())
+	args := []any{oauthHash(jti), exp.UTC(), oauthNow()}
+	known, handled, err := s.recordJTIReadingAhead(ctx, args)
+	if !handled {
+		var tag pgconn.CommandTag
+		tag, err = s.db(ctx).Exec(ctx, recordJTISQL, args...)
+		known = tag.RowsAffected() == 0
+	}
 	if err != nil {
 		return oauthErr(op, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if known {
 		return fosite.ErrJTIKnown
 	}
 	return nil
 }
+
+// recordJTISQL records a jti ($1) until $2 unless it is recorded and
+// unexpired at $3: no row affected means a replay.
+const recordJTISQL = `INSERT INTO oauth_jti (jti_hash, expires_at) VALUES ($1, $2)
+	ON CONFLICT (jti_hash) DO UPDATE SET expires_at = EXCLUDED.expires_at
+	WHERE oauth_jti.expires_at <= $3`
 
 // ---- pushed authorization requests ----
 

@@ -76,7 +76,7 @@ func TestCodeSpendTakesItsRows(t *testing.T) {
 	// them, up to the spend, and opens the spend's transaction.
 	begin := func() context.Context {
 		t.Helper()
-		rctx := store.WithCodeReadAhead(ctx, s, "code.sig")
+		rctx := store.WithCodeReadAhead(ctx, s, "code.sig", "")
 		if _, err := s.GetAuthorizeCodeSession(rctx, "sig", openid.NewDefaultSession()); err != nil {
 			t.Fatalf("get code: %v", err)
 		}
@@ -137,7 +137,7 @@ func TestCodeSpendTakesItsRows(t *testing.T) {
 func TestCodeReadAhead(t *testing.T) {
 	pool, s := codeFixture(t)
 	ctx := context.Background()
-	rctx := store.WithCodeReadAhead(ctx, s, "code.sig")
+	rctx := store.WithCodeReadAhead(ctx, s, "code.sig", "")
 	if _, err := s.GetAuthorizeCodeSession(rctx, "sig", openid.NewDefaultSession()); err != nil {
 		t.Fatal(err)
 	}
@@ -157,5 +157,41 @@ func TestCodeReadAhead(t *testing.T) {
 	}
 	if _, err := s.GetAuthorizeCodeSession(ctx, "sig", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
 		t.Fatalf("code without read-ahead: %v, want not found", err)
+	}
+}
+
+// TestJTIReadsTheCodeAhead: in a token request's context that knows its
+// code's signature, recording the client assertion's jti also reads the
+// code's rows (one batch), so fosite's later look-ups need the database no
+// more (here the rows are gone from the table by then), and the jti is
+// recorded all the same.
+func TestJTIReadsTheCodeAhead(t *testing.T) {
+	pool, s := codeFixture(t)
+	ctx := context.Background()
+	rctx := store.WithCodeReadAhead(ctx, s, "code.sig", "sig")
+	if err := s.SetClientAssertionJWT(rctx, "jti-1", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM oauth_tokens`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAuthorizeCodeSession(rctx, "sig", openid.NewDefaultSession()); err != nil {
+		t.Fatalf("code: %v (not read with the jti)", err)
+	}
+	pkce, err := s.GetPKCERequestSession(rctx, "sig", openid.NewDefaultSession())
+	if err != nil || pkce.GetRequestForm().Get("code_challenge") != "ch" {
+		t.Fatalf("pkce: %v, %v (not read with the jti)", pkce, err)
+	}
+	oidc, err := s.GetOpenIDConnectSession(rctx, "code.sig", fosite.NewAccessRequest(openid.NewDefaultSession()))
+	if err != nil || oidc.GetRequestForm().Get("nonce") != "n" {
+		t.Fatalf("oidc: %v, %v (not read with the jti)", oidc, err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM oauth_jti`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("jti rows: %d, %v; want 1", n, err)
+	}
+	if err := s.SetClientAssertionJWT(store.WithCodeReadAhead(ctx, s, "code.sig", "sig"), "jti-1",
+		time.Now().Add(time.Minute)); !errors.Is(err, fosite.ErrJTIKnown) {
+		t.Fatalf("replayed jti: %v, want ErrJTIKnown", err)
 	}
 }

@@ -28,6 +28,7 @@ type readAheadKey struct{}
 // codeReadAhead holds one request's read of a code's rows.
 type codeReadAhead struct {
 	oidcHash []byte // oauthHash(code): the OpenID Connect row's key
+	sigHash  []byte // oauthHash(the code's signature), if the caller knew it
 
 	mu       sync.Mutex
 	read     bool
@@ -44,12 +45,19 @@ func readAheadKeyOf(kind string, hash []byte) string { return kind + "\x00" + st
 // context the first look-up of the code's row or its PKCE row reads the
 // code, PKCE and OpenID Connect rows of code in one statement, and later
 // look-ups of those rows in the context are answered from it, until a
-// write through the store drops the row it touches.
-func (s *Store) WithCodeReadAhead(ctx context.Context, code string) context.Context {
+// write through the store drops the row it touches. With the code's
+// signature (the code and PKCE rows' key), a client assertion's jti
+// recorded in the context (SetClientAssertionJWT) goes with that read:
+// one round trip for both.
+func (s *Store) WithCodeReadAhead(ctx context.Context, code, signature string) context.Context {
 	if code == "" {
 		return ctx
 	}
-	return context.WithValue(ctx, readAheadKey{}, &codeReadAhead{oidcHash: oauthHash(code)})
+	ra := &codeReadAhead{oidcHash: oauthHash(code)}
+	if signature != "" {
+		ra.sigHash = oauthHash(signature)
+	}
+	return context.WithValue(ctx, readAheadKey{}, ra)
 }
 
 // readAheadSQL reads a code's rows by primary key, each arm its own look-up.
@@ -87,17 +95,25 @@ func (s *Store) readAhead(ctx context.Context, kind string, hash []byte) (r *oau
 // readCodeRows reads the code and PKCE rows of codeHash and the OpenID
 // Connect row of oidcHash, noting the absent ones.
 func (s *Store) readCodeRows(ctx context.Context, codeHash, oidcHash []byte) (map[string]*oauthRow, error) {
+	res, err := s.db(ctx).Query(ctx, readAheadSQL, readAheadArgs(codeHash, oidcHash)...)
+	if err != nil {
+		return nil, err
+	}
+	return scanCodeRows(res, codeHash, oidcHash)
+}
+
+func readAheadArgs(codeHash, oidcHash []byte) []any {
+	return []any{idp.TokenKindCode, codeHash, idp.TokenKindPKCE, idp.TokenKindOIDC, oidcHash}
+}
+
+// scanCodeRows reads readAheadSQL's answer, noting the absent rows.
+func scanCodeRows(res pgx.Rows, codeHash, oidcHash []byte) (map[string]*oauthRow, error) {
+	defer res.Close()
 	rows := map[string]*oauthRow{
 		readAheadKeyOf(idp.TokenKindCode, codeHash): nil,
 		readAheadKeyOf(idp.TokenKindPKCE, codeHash): nil,
 		readAheadKeyOf(idp.TokenKindOIDC, oidcHash): nil,
 	}
-	res, err := s.db(ctx).Query(ctx, readAheadSQL,
-		idp.TokenKindCode, codeHash, idp.TokenKindPKCE, idp.TokenKindOIDC, oidcHash)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Close()
 	for res.Next() {
 		var kind string
 		r, err := scanOAuthRow(res, &kind)
@@ -111,6 +127,47 @@ func (s *Store) readCodeRows(ctx context.Context, codeHash, oidcHash []byte) (ma
 		rows[readAheadKeyOf(kind, hash)] = r
 	}
 	return rows, res.Err()
+}
+
+// recordJTIReadingAhead is SetClientAssertionJWT in a context whose
+// read-ahead knows its code's key and has not read yet: the jti's INSERT
+// and the read of the code's rows go as one batch, one round trip and one
+// implicit transaction, ahead of fosite's look-ups of the code. A replayed
+// jti still reads the rows, which are then never used. handled is false
+// when the caller must record the jti on its own.
+func (s *Store) recordJTIReadingAhead(ctx context.Context, jtiArgs []any) (known, handled bool, err error) {
+	ra, has := ctx.Value(readAheadKey{}).(*codeReadAhead)
+	if !has || ra.sigHash == nil || !s.outsideTx(ctx) {
+		return false, false, nil
+	}
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	if ra.read {
+		return false, false, nil
+	}
+	var b pgx.Batch
+	b.Queue(recordJTISQL, jtiArgs...)
+	b.Queue(readAheadSQL, readAheadArgs(ra.sigHash, ra.oidcHash)...)
+	br := s.pool.SendBatch(ctx, &b)
+	tag, err := br.Exec()
+	if err != nil {
+		_ = br.Close()
+		return false, true, err
+	}
+	res, err := br.Query()
+	if err != nil {
+		_ = br.Close()
+		return false, true, err
+	}
+	rows, err := scanCodeRows(res, ra.sigHash, ra.oidcHash)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, true, err
+	}
+	ra.read, ra.rows, ra.codeHash = true, rows, ra.sigHash
+	return tag.RowsAffected() == 0, true, nil
 }
 
 // dropReadAhead forgets (kind, hash) after a write to it, so that a later

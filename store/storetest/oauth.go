@@ -571,70 +571,102 @@ func testOAuthOpenIDConnect(t *testing.T, s OAuthStore) {
 // testOAuthCodeReadAhead: in a context with the read-ahead of a code's
 // rows (store.WithCodeReadAhead), as a token request has, every look-up of
 // the code, PKCE and OIDC rows answers what it would without, and a write
-// in the context shows in its later look-ups.
+// in the context shows in its later look-ups. It holds with and without
+// the code's signature, with a client assertion's jti recorded in the
+// context first (as private_key_jwt does, before fosite reads the code),
+// and with a signature that is not the code's.
 func testOAuthCodeReadAhead(t *testing.T, s OAuthStore) {
+	for i, v := range []struct {
+		name, sig string
+		jti       bool
+	}{
+		{"without signature", "", false},
+		{"without signature, jti first", "", true},
+		{"with signature", "ra", false},
+		{"with signature, jti first", "ra", true},
+		{"with another code's signature, jti first", "plain", true},
+	} {
+		t.Run(v.name, func(t *testing.T) { oauthCodeReadAhead(t, s, fmt.Sprintf("v%d-", i), v.sig, v.jti) })
+	}
+}
+
+// oauthCodeReadAhead is testOAuthCodeReadAhead with the read-ahead given
+// the signature of code sig ("ra", "plain", or "" for none), recording a
+// jti first if jti. Its codes and jti start with p.
+func oauthCodeReadAhead(t *testing.T, s OAuthStore, p, sig string, jti bool) {
+	raSig, raCode := p+"ra-sig", p+"ra-code."+p+"ra-sig"
+	plainSig, plainCode := p+"plain-sig", p+"plain-code."+p+"plain-sig"
+	sigs := map[string]string{"ra": raSig, "plain": plainSig}
 	c := oauthClient(t, s)
 	req := oauthRequest(c)
 	req.Form.Set("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
-	oauthOK(t, "create code", s.CreateAuthorizeCodeSession(oauthCtx(), "ra-sig", req))
-	oauthOK(t, "create pkce", s.CreatePKCERequestSession(oauthCtx(), "ra-sig", req))
-	oauthOK(t, "create oidc", s.CreateOpenIDConnectSession(oauthCtx(), "ra-code.ra-sig", req))
+	oauthOK(t, "create code", s.CreateAuthorizeCodeSession(oauthCtx(), raSig, req))
+	oauthOK(t, "create pkce", s.CreatePKCERequestSession(oauthCtx(), raSig, req))
+	oauthOK(t, "create oidc", s.CreateOpenIDConnectSession(oauthCtx(), raCode, req))
 	plain := oauthRequest(c)
-	oauthOK(t, "create code without PKCE or OIDC", s.CreateAuthorizeCodeSession(oauthCtx(), "plain-sig", plain))
+	oauthOK(t, "create code without PKCE or OIDC", s.CreateAuthorizeCodeSession(oauthCtx(), plainSig, plain))
 
-	ctx := store.WithCodeReadAhead(oauthCtx(), s, "ra-code.ra-sig")
+	ctx := store.WithCodeReadAhead(oauthCtx(), s, raCode, sigs[sig])
+	if jti {
+		exp := time.Now().Add(time.Hour)
+		oauthOK(t, "record jti", s.SetClientAssertionJWT(ctx, p+"jti", exp))
+		oauthWantErr(t, "record jti again", s.SetClientAssertionJWT(ctx, p+"jti", exp), fosite.ErrJTIKnown)
+		replay := store.WithCodeReadAhead(oauthCtx(), s, raCode, sigs[sig])
+		oauthWantErr(t, "replay jti", s.SetClientAssertionJWT(replay, p+"jti", exp), fosite.ErrJTIKnown)
+		oauthWantErr(t, "jti known", s.ClientAssertionJWTValid(oauthCtx(), p+"jti"), fosite.ErrJTIKnown)
+	}
 	for i := range 2 { // fosite reads the code twice
-		got, err := s.GetAuthorizeCodeSession(ctx, "ra-sig", openid.NewDefaultSession())
+		got, err := s.GetAuthorizeCodeSession(ctx, raSig, openid.NewDefaultSession())
 		oauthOK(t, fmt.Sprint("get code ", i), err)
 		oauthCheckRequest(t, got, req)
 	}
-	got, err := s.GetPKCERequestSession(ctx, "ra-sig", openid.NewDefaultSession())
+	got, err := s.GetPKCERequestSession(ctx, raSig, openid.NewDefaultSession())
 	oauthOK(t, "get pkce", err)
 	mustForm(t, got, "code_challenge", req.Form.Get("code_challenge"))
 	tokenReq := fosite.NewAccessRequest(openid.NewDefaultSession())
-	got, err = s.GetOpenIDConnectSession(ctx, "ra-code.ra-sig", tokenReq)
+	got, err = s.GetOpenIDConnectSession(ctx, raCode, tokenReq)
 	oauthOK(t, "get oidc", err)
 	oauthCheckRequest(t, got, req)
 	if tokenReq.GetSession().GetSubject() != "555000000001" {
 		t.Errorf("oidc session not decoded into the requester's session")
 	}
 
-	oauthOK(t, "delete pkce", s.DeletePKCERequestSession(ctx, "ra-sig"))
-	_, err = s.GetPKCERequestSession(ctx, "ra-sig", openid.NewDefaultSession())
+	oauthOK(t, "delete pkce", s.DeletePKCERequestSession(ctx, raSig))
+	_, err = s.GetPKCERequestSession(ctx, raSig, openid.NewDefaultSession())
 	oauthWantErr(t, "get deleted pkce", err, fosite.ErrNotFound)
-	oauthOK(t, "invalidate", s.InvalidateAuthorizeCodeSession(ctx, "ra-sig"))
-	_, err = s.GetAuthorizeCodeSession(ctx, "ra-sig", openid.NewDefaultSession())
+	oauthOK(t, "invalidate", s.InvalidateAuthorizeCodeSession(ctx, raSig))
+	_, err = s.GetAuthorizeCodeSession(ctx, raSig, openid.NewDefaultSession())
 	oauthWantErr(t, "get invalidated code", err, fosite.ErrInvalidatedAuthorizeCode)
-	oauthWantErr(t, "invalidate again", s.InvalidateAuthorizeCodeSession(ctx, "ra-sig"), fosite.ErrInvalidatedAuthorizeCode)
+	oauthWantErr(t, "invalidate again", s.InvalidateAuthorizeCodeSession(ctx, raSig), fosite.ErrInvalidatedAuthorizeCode)
 	// fosite reads the OIDC row after the code is spent, to sign the ID token.
 	tokenReq = fosite.NewAccessRequest(openid.NewDefaultSession())
-	got, err = s.GetOpenIDConnectSession(ctx, "ra-code.ra-sig", tokenReq)
+	got, err = s.GetOpenIDConnectSession(ctx, raCode, tokenReq)
 	oauthOK(t, "get oidc after the spend", err)
 	oauthCheckRequest(t, got, req)
 	if tokenReq.GetSession().GetSubject() != "555000000001" {
 		t.Errorf("oidc session after the spend not decoded into the requester's session")
 	}
-	oauthOK(t, "delete oidc", s.DeleteOpenIDConnectSession(ctx, "ra-code.ra-sig"))
-	_, err = s.GetOpenIDConnectSession(ctx, "ra-code.ra-sig", fosite.NewAccessRequest(openid.NewDefaultSession()))
+	oauthOK(t, "delete oidc", s.DeleteOpenIDConnectSession(ctx, raCode))
+	_, err = s.GetOpenIDConnectSession(ctx, raCode, fosite.NewAccessRequest(openid.NewDefaultSession()))
 	oauthWantErr(t, "get deleted oidc", err, fosite.ErrNotFound)
 	// The deletes and the spend are in the store, not only in the context.
-	_, err = s.GetPKCERequestSession(oauthCtx(), "ra-sig", openid.NewDefaultSession())
+	_, err = s.GetPKCERequestSession(oauthCtx(), raSig, openid.NewDefaultSession())
 	oauthWantErr(t, "get deleted pkce afresh", err, fosite.ErrNotFound)
-	_, err = s.GetOpenIDConnectSession(oauthCtx(), "ra-code.ra-sig", fosite.NewAccessRequest(openid.NewDefaultSession()))
+	_, err = s.GetOpenIDConnectSession(oauthCtx(), raCode, fosite.NewAccessRequest(openid.NewDefaultSession()))
 	oauthWantErr(t, "get deleted oidc afresh", err, fosite.ErrNotFound)
-	_, err = s.GetAuthorizeCodeSession(oauthCtx(), "ra-sig", openid.NewDefaultSession())
+	_, err = s.GetAuthorizeCodeSession(oauthCtx(), raSig, openid.NewDefaultSession())
 	oauthWantErr(t, "get invalidated code afresh", err, fosite.ErrInvalidatedAuthorizeCode)
 
 	// A code without PKCE or OIDC rows, and a code the read-ahead was not for.
-	ctx = store.WithCodeReadAhead(oauthCtx(), s, "plain-code.plain-sig")
-	_, err = s.GetPKCERequestSession(ctx, "plain-sig", openid.NewDefaultSession())
+	ctx = store.WithCodeReadAhead(oauthCtx(), s, plainCode, sigs[sig])
+	_, err = s.GetPKCERequestSession(ctx, plainSig, openid.NewDefaultSession())
 	oauthWantErr(t, "get absent pkce", err, fosite.ErrNotFound)
-	got, err = s.GetAuthorizeCodeSession(ctx, "plain-sig", openid.NewDefaultSession())
+	got, err = s.GetAuthorizeCodeSession(ctx, plainSig, openid.NewDefaultSession())
 	oauthOK(t, "get plain code", err)
 	oauthCheckRequest(t, got, plain)
-	_, err = s.GetOpenIDConnectSession(ctx, "plain-code.plain-sig", fosite.NewAccessRequest(openid.NewDefaultSession()))
+	_, err = s.GetOpenIDConnectSession(ctx, plainCode, fosite.NewAccessRequest(openid.NewDefaultSession()))
 	oauthWantErr(t, "get absent oidc", err, fosite.ErrNotFound)
-	_, err = s.GetAuthorizeCodeSession(ctx, "ra-sig", openid.NewDefaultSession())
+	_, err = s.GetAuthorizeCodeSession(ctx, raSig, openid.NewDefaultSession())
 	oauthWantErr(t, "get other code", err, fosite.ErrInvalidatedAuthorizeCode)
 }
 
