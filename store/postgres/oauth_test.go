@@ -144,17 +144,7 @@ func TestCodeReadAhead(t *testing.T) {
 	if _, err := pool.Exec(ctx, `DELETE FROM oauth_tokens`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetAuthorizeCodeSession(rctx, "sig", openid.NewDefaultSession()); err != nil {
-		t.Fatalf("code again: %v (not read ahead)", err)
-	}
-	pkce, err := s.GetPKCERequestSession(rctx, "sig", openid.NewDefaultSession())
-	if err != nil || pkce.GetRequestForm().Get("code_challenge") != "ch" {
-		t.Fatalf("pkce: %v, %v (not read ahead)", pkce, err)
-	}
-	oidc, err := s.GetOpenIDConnectSession(rctx, "code.sig", fosite.NewAccessRequest(openid.NewDefaultSession()))
-	if err != nil || oidc.GetRequestForm().Get("nonce") != "n" {
-		t.Fatalf("oidc: %v, %v (not read ahead)", oidc, err)
-	}
+	readFromContext(t, s, rctx, "not read ahead")
 	if _, err := s.GetAuthorizeCodeSession(ctx, "sig", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
 		t.Fatalf("code without read-ahead: %v, want not found", err)
 	}
@@ -175,17 +165,7 @@ func TestJTIReadsTheCodeAhead(t *testing.T) {
 	if _, err := pool.Exec(ctx, `DELETE FROM oauth_tokens`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetAuthorizeCodeSession(rctx, "sig", openid.NewDefaultSession()); err != nil {
-		t.Fatalf("code: %v (not read with the jti)", err)
-	}
-	pkce, err := s.GetPKCERequestSession(rctx, "sig", openid.NewDefaultSession())
-	if err != nil || pkce.GetRequestForm().Get("code_challenge") != "ch" {
-		t.Fatalf("pkce: %v, %v (not read with the jti)", pkce, err)
-	}
-	oidc, err := s.GetOpenIDConnectSession(rctx, "code.sig", fosite.NewAccessRequest(openid.NewDefaultSession()))
-	if err != nil || oidc.GetRequestForm().Get("nonce") != "n" {
-		t.Fatalf("oidc: %v, %v (not read with the jti)", oidc, err)
-	}
+	readFromContext(t, s, rctx, "not read with the jti")
 	var n int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM oauth_jti`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("jti rows: %d, %v; want 1", n, err)
@@ -193,5 +173,23 @@ func TestJTIReadsTheCodeAhead(t *testing.T) {
 	if err := s.SetClientAssertionJWT(store.WithCodeReadAhead(ctx, s, "code.sig", "sig"), "jti-1",
 		time.Now().Add(time.Minute)); !errors.Is(err, fosite.ErrJTIKnown) {
 		t.Fatalf("replayed jti: %v, want ErrJTIKnown", err)
+	}
+}
+
+// readFromContext checks that rctx answers the look-ups of codeFixture's
+// code, PKCE and OIDC rows (after they left the table); why says what it
+// means when it does not.
+func readFromContext(t *testing.T, s *postgres.Store, rctx context.Context, why string) {
+	t.Helper()
+	if _, err := s.GetAuthorizeCodeSession(rctx, "sig", openid.NewDefaultSession()); err != nil {
+		t.Fatalf("code: %v (%s)", err, why)
+	}
+	pkce, err := s.GetPKCERequestSession(rctx, "sig", openid.NewDefaultSession())
+	if err != nil || pkce.GetRequestForm().Get("code_challenge") != "ch" {
+		t.Fatalf("pkce: %v, %v (%s)", pkce, err, why)
+	}
+	oidc, err := s.GetOpenIDConnectSession(rctx, "code.sig", fosite.NewAccessRequest(openid.NewDefaultSession()))
+	if err != nil || oidc.GetRequestForm().Get("nonce") != "n" {
+		t.Fatalf("oidc: %v, %v (%s)", oidc, err, why)
 	}
 }
