@@ -447,3 +447,37 @@ func TestCodeExchangedOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestCodeExchangeRefusesReplayedAssertion: a code exchange whose client
+// assertion was already used (its jti recorded) is refused (400 jti_known,
+// fosite's error for a replayed assertion), and the code stays unspent: the same code then buys one
+// token pair with a fresh assertion. On PostgreSQL the jti is recorded in
+// the same round trip as the read of the code (store/postgres/readahead.go).
+func TestCodeExchangeRefusesReplayedAssertion(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			e := newEnv(t, backend)
+			uid := e.newPerson("Ada", "Lovelace")
+			b := e.browser(e.device(true))
+			b.mustEnrol(e.invite(uid), 3)
+			c := e.client(e.newRP("private_key_jwt", nil))
+			first, _, verifier, _ := b.signIn(c, oauth2.SetAuthURLParam("prompt", "login"))
+			used := c.authOpts()
+			if _, err := c.conf.Exchange(context.Background(), first.Query().Get("code"),
+				append(used, oauth2.VerifierOption(verifier))...); err != nil {
+				t.Fatalf("first exchange: %v", err)
+			}
+			cb, _, verifier, _ := b.signIn(c, oauth2.SetAuthURLParam("prompt", "login"))
+			code := cb.Query().Get("code")
+			_, err := c.conf.Exchange(context.Background(), code, append(used, oauth2.VerifierOption(verifier))...)
+			var re *oauth2.RetrieveError
+			if !errors.As(err, &re) || re.Response.StatusCode != http.StatusBadRequest || re.ErrorCode != "jti_known" {
+				t.Fatalf("exchange with a replayed assertion: %v, want 400 jti_known", err)
+			}
+			tok, err := c.conf.Exchange(context.Background(), code, append(c.authOpts(), oauth2.VerifierOption(verifier))...)
+			if err != nil || tok.AccessToken == "" {
+				t.Fatalf("the code after a refused exchange: %v, want a token pair", err)
+			}
+		})
+	}
+}
