@@ -46,8 +46,7 @@ func TestAuditTrail(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, backend)
 			uid := e.newPerson("Ada", "Lovelace")
-			b := e.browser(e.device(true))
-			b.mustEnrol(e.invite(uid), 3)
+			b := e.newBrowserFor(uid)
 
 			rp1 := e.newRP("private_key_jwt", nil)
 			c1 := e.client(rp1)

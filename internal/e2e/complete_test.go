@@ -21,8 +21,7 @@ func TestSignInCompletedInFinish(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, backend)
 			uid := e.newPerson("Ada", "Lovelace")
-			b := e.browser(e.device(true))
-			b.mustEnrol(e.invite(uid), 3)
+			b := e.newBrowserFor(uid)
 			c := e.client(e.newRP("private_key_jwt", nil))
 
 			state, nonce, verifier := randID(), randID(), oauth2.GenerateVerifier()

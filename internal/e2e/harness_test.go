@@ -342,6 +342,13 @@ func (e *env) browser(dev *webauthntest.Device) *browser {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
+// newBrowserFor enrols a fresh AAL3 device for uid and returns its browser.
+func (e *env) newBrowserFor(uid string) *browser {
+	b := e.browser(e.device(true))
+	b.mustEnrol(e.invite(uid), 3)
+	return b
+}
+
 // device makes a software authenticator for env; attested → AAL3.
 func (e *env) device(attested bool) *webauthntest.Device {
 	var ca *webauthntest.CA

@@ -191,8 +191,7 @@ func mustInactive(t *testing.T, e *env, what string, toks ...string) {
 // clinician enrols a person with an attested key and returns their browser.
 func (e *env) clinician(given string) (string, *browser) {
 	uid := e.newPerson(given, "Logout")
-	b := e.browser(e.device(true))
-	b.mustEnrol(e.invite(uid), 3)
+	b := e.newBrowserFor(uid)
 	return uid, b
 }
 

@@ -320,13 +320,6 @@ func testOnboarding(t *testing.T, backend string) {
 	}
 }
 
-// newBrowserFor enrols a fresh AAL3 device for uid and returns its browser.
-func (e *env) newBrowserFor(uid string) *browser {
-	b := e.browser(e.device(true))
-	b.mustEnrol(e.invite(uid), 3)
-	return b
-}
-
 // assignPosition tries to give the integrator of b a position (it must fail).
 func (e *env) assignPosition(b *browser, org string) (string, int) {
 	var mine struct {

@@ -31,8 +31,7 @@ func TestLockoutAndUnlock(t *testing.T) {
 					MaxDelay: 10 * time.Second, LockAfter: 3, Lockout: 30 * time.Minute, Window: time.Hour}
 			})
 			uid := e.newPerson("Ada", "Lovelace")
-			b := e.browser(e.device(true))
-			b.mustEnrol(e.invite(uid), 3)
+			b := e.newBrowserFor(uid)
 			c := e.client(e.newRP("private_key_jwt", nil))
 
 			attempt := func(tamper bool) (int, apiErr, string) { return signinAttempt(t, b, c, tamper) }
@@ -119,8 +118,7 @@ func TestFailuresBeforeSuccess(t *testing.T) {
 					MaxDelay: time.Second, LockAfter: 20, Lockout: time.Minute, Window: time.Hour}
 			})
 			uid := e.newPerson("Mary", "Seacole")
-			b := e.browser(e.device(true))
-			b.mustEnrol(e.invite(uid), 3)
+			b := e.newBrowserFor(uid)
 			c := e.client(e.newRP("private_key_jwt", nil))
 			successes := func() []audit.Event {
 				var out []audit.Event

@@ -258,8 +258,7 @@ func TestRoleSelectionSearch(t *testing.T) {
 		t.Fatal(err)
 	}
 	pharmacist = p.RoleID
-	b := e.browser(e.device(true))
-	b.mustEnrol(e.invite(uid), 3)
+	b := e.newBrowserFor(uid)
 	rp := e.newRP("client_secret_basic", map[string]any{"scope": "openid profile selectedrole"})
 	c := e.client(rp, "openid", "selectedrole")
 	loc, state, verifier, nonce := b.signIn(c)

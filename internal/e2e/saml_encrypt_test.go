@@ -20,8 +20,7 @@ func TestSAMLEncryptedAssertion(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, backend)
 			uid := e.newPerson("Ada", "Lovelace")
-			b := e.browser(e.device(true))
-			b.mustEnrol(e.invite(uid), 3)
+			b := e.newBrowserFor(uid)
 			sp := e.newSP(true)
 
 			var out struct {

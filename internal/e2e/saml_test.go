@@ -288,8 +288,7 @@ func TestSAML(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, backend)
 			uid := e.newPerson("Ada", "Lovelace")
-			enrolled := e.browser(e.device(true))
-			enrolled.mustEnrol(e.invite(uid), 3)
+			enrolled := e.newBrowserFor(uid)
 			dev := enrolled.dev
 			sp := e.newSP(true)
 			c := e.client(e.newRP("private_key_jwt", nil))

@@ -25,8 +25,7 @@ func TestSignIn(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, backend)
 			uid := e.newPerson("Grace", "Hopper")
-			b := e.browser(e.device(true))
-			b.mustEnrol(e.invite(uid), 3)
+			b := e.newBrowserFor(uid)
 
 			rp1 := e.newRP("private_key_jwt", nil)
 			c1 := e.client(rp1)
@@ -407,8 +406,7 @@ func TestCodeExchangedOnce(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, backend)
 			uid := e.newPerson("Ada", "Lovelace")
-			b := e.browser(e.device(true))
-			b.mustEnrol(e.invite(uid), 3)
+			b := e.newBrowserFor(uid)
 			c := e.client(e.newRP("private_key_jwt", nil))
 			for round := range 3 {
 				cb, _, verifier, _ := b.signIn(c, oauth2.SetAuthURLParam("prompt", "login"))
@@ -458,8 +456,7 @@ func TestCodeExchangeRefusesReplayedAssertion(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, backend)
 			uid := e.newPerson("Ada", "Lovelace")
-			b := e.browser(e.device(true))
-			b.mustEnrol(e.invite(uid), 3)
+			b := e.newBrowserFor(uid)
 			c := e.client(e.newRP("private_key_jwt", nil))
 			first, _, verifier, _ := b.signIn(c, oauth2.SetAuthURLParam("prompt", "login"))
 			used := c.authOpts()
