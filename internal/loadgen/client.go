@@ -78,11 +78,24 @@ func newTransport(conns int) *http.Transport {
 	}
 }
 
-// browser is one user agent: cookie jar, no automatic redirects.
-func browserClient(rt http.RoundTripper) *http.Client {
-	jar, _ := cookiejar.New(nil)
-	return &http.Client{Transport: rt, Jar: jar, Timeout: 30 * time.Second,
+// requestTimeout bounds one request.
+const requestTimeout = 30 * time.Second
+
+// apiClient sends with rt and follows no redirects.
+func apiClient(rt http.RoundTripper) *http.Client {
+	c := &http.Client{Transport: rt, Timeout: requestTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if _, ok := rt.(*connTransport); ok {
+		c.Timeout = 0 // the transport applies it (connTransport)
+	}
+	return c
+}
+
+// browserClient is one user agent: cookie jar, no automatic redirects.
+func browserClient(rt http.RoundTripper) *http.Client {
+	c := apiClient(rt)
+	c.Jar, _ = cookiejar.New(nil)
+	return c
 }
 
 // deviceCookie ends the name of nhsid's device cookie (which may carry a
@@ -93,7 +106,7 @@ const deviceCookie = "nhsid_device"
 // session and a full sign-in, holding only the device cookie u's browser
 // kept from its last sign-in (none with Options.NewDevices).
 func (c *vclient) userBrowser(u *User) *http.Client {
-	b := browserClient(c.sh.rt)
+	b := browserClient(c.rt)
 	if !c.sh.newDevices && u.BrowserDevice != nil {
 		b.Jar.SetCookies(c.sh.issuer, []*http.Cookie{{Name: u.BrowserDevice.Name, Value: u.BrowserDevice.Value}})
 	}

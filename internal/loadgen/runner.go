@@ -119,6 +119,22 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 		defer tr.CloseIdleConnections()
 		rt = tr
 	}
+	// Each virtual client keeps its own connection (connTransport), unless
+	// the caller chose the transport.
+	clientRT := func() http.RoundTripper { return rt }
+	if opts.Transport == nil {
+		var conns []*connTransport
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		clientRT = func() http.RoundTripper {
+			c := newConnTransport(rt)
+			conns = append(conns, c)
+			return c
+		}
+	}
 	// A hard stop whatever happens: duration plus time to prepare and drain.
 	ctx, cancel := context.WithTimeout(ctx, opts.Duration+2*time.Minute)
 	defer cancel()
@@ -143,7 +159,7 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 		sem  = make(chan struct{}, 8)
 	)
 	for i := range clients {
-		c, err := sh.newClient()
+		c, err := sh.newClient(clientRT())
 		if err != nil {
 			return nil, err
 		}

@@ -51,8 +51,7 @@ type endpoints struct {
 type shared struct {
 	st          *State
 	ep          endpoints
-	rt          http.RoundTripper
-	api         *http.Client // no cookies, no redirects
+	api         *http.Client // discovery and metadata: no cookies, no redirects
 	users       chan *User   // checked out by one sign-in at a time
 	issuer      *url.URL
 	newDevices  bool   // see Options.NewDevices
@@ -63,6 +62,8 @@ type shared struct {
 // vclient is one virtual client: its own tokens and signer.
 type vclient struct {
 	sh      *shared
+	rt      http.RoundTripper // its connection (connTransport), or the shared transport
+	api     *http.Client      // rt with no cookies, no redirects
 	signer  jose.Signer
 	access  string // a user's access token (userinfo)
 	refresh string // a user's refresh token (rotated on each use)
@@ -75,8 +76,7 @@ func newShared(ctx context.Context, st *State, rt http.RoundTripper, conc int) (
 	if err := st.prepare(); err != nil {
 		return nil, err
 	}
-	sh := &shared{st: st, rt: rt, api: &http.Client{Transport: rt, Timeout: 30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	sh := &shared{st: st, api: apiClient(rt)}
 	var err error
 	if sh.issuer, err = url.Parse(st.Issuer); err != nil {
 		return nil, fmt.Errorf("loadgen: issuer: %w", err)
@@ -111,13 +111,13 @@ func newShared(ctx context.Context, st *State, rt http.RoundTripper, conc int) (
 	return sh, nil
 }
 
-func (sh *shared) newClient() (*vclient, error) {
+func (sh *shared) newClient(rt http.RoundTripper) (*vclient, error) {
 	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: sh.st.RP.key},
 		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", sh.st.RP.KeyID))
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: signer: %w", err)
 	}
-	return &vclient{sh: sh, signer: sig}, nil
+	return &vclient{sh: sh, rt: rt, api: apiClient(rt), signer: sig}, nil
 }
 
 // prepare gives the client what its scenario needs before timing starts.
@@ -201,7 +201,7 @@ func (c *vclient) tokenRequest(ctx context.Context, step, auth string, form url.
 	c.reqs++
 	if auth == AuthSecretBasic {
 		ws := c.sh.st.WebSecret
-		return postForm(ctx, c.sh.api, step, c.sh.ep.Token, form, ws.ID, ws.Secret, out)
+		return postForm(ctx, c.api, step, c.sh.ep.Token, form, ws.ID, ws.Secret, out)
 	}
 	a, err := c.assertion()
 	if err != nil {
@@ -210,7 +210,7 @@ func (c *vclient) tokenRequest(ctx context.Context, step, auth string, form url.
 	form.Set("client_id", c.sh.st.RP.ID)
 	form.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
 	form.Set("client_assertion", a)
-	return postForm(ctx, c.sh.api, step, c.sh.ep.Token, form, "", "", out)
+	return postForm(ctx, c.api, step, c.sh.ep.Token, form, "", "", out)
 }
 
 // assertion is a private_key_jwt client assertion for the token endpoint.
@@ -401,7 +401,7 @@ func (c *vclient) selectRole(ctx context.Context, b *http.Client, loc *url.URL) 
 func (c *vclient) clientCredentials(ctx context.Context) (string, error) {
 	var tok tokenReply
 	c.reqs++
-	err := postForm(ctx, c.sh.api, "token(client_credentials)", c.sh.ep.Token, url.Values{"grant_type": {"client_credentials"}},
+	err := postForm(ctx, c.api, "token(client_credentials)", c.sh.ep.Token, url.Values{"grant_type": {"client_credentials"}},
 		c.sh.st.Service.ID, c.sh.st.Service.Secret, &tok)
 	if err != nil {
 		return "", err
@@ -431,7 +431,7 @@ func (c *vclient) introspect(ctx context.Context) error {
 		Active bool `json:"active"`
 	}
 	c.reqs++
-	err := postForm(ctx, c.sh.api, "introspect", c.sh.ep.Introspect, url.Values{"token": {c.ccToken}},
+	err := postForm(ctx, c.api, "introspect", c.sh.ep.Introspect, url.Values{"token": {c.ccToken}},
 		c.sh.st.Service.ID, c.sh.st.Service.Secret, &out)
 	if err != nil {
 		return err
@@ -446,7 +446,7 @@ func (c *vclient) userinfo(ctx context.Context) error {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.sh.ep.Userinfo, nil)
 	req.Header.Set("Authorization", "Bearer "+c.access)
 	c.reqs++
-	_, body, err := do(c.sh.api, "userinfo", req)
+	_, body, err := do(c.api, "userinfo", req)
 	if err != nil {
 		return err
 	}
