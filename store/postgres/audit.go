@@ -103,7 +103,9 @@ func (s *Store) QueryAudit(ctx context.Context, q audit.Query) (audit.Page, erro
 		where = append(where, fmt.Sprintf(cond, len(args)))
 	}
 	if q.Person != "" {
-		add("(subject = $%[1]d OR actor = $%[1]d)", q.Person)
+		// The actor arm names the actor index's predicate (migration 0020):
+		// an event whose actor is its subject is found by the subject.
+		add("(subject = $%[1]d OR (actor = $%[1]d AND actor <> '' AND actor <> subject))", q.Person)
 	}
 	if q.Org != "" {
 		add("org = $%d", q.Org)

@@ -22,6 +22,7 @@ func RunAuditTests(t *testing.T, newStore func(t *testing.T) audit.Store) {
 		{"AuditAppendAndQuery", testAuditAppendAndQuery},
 		{"AuditQueryPagination", testAuditPagination},
 		{"AuditQueryPersonClientType", testAuditPersonClientType},
+		{"AuditQueryPersonAsActor", testAuditPersonAsActor},
 		{"AuditSealAndVerify", testAuditSealAndVerify},
 		{"AuditSealLag", testAuditSealLag},
 		{"AuditConcurrentAppendAndSeal", testAuditConcurrent},
@@ -95,6 +96,51 @@ func testAuditAppendAndQuery(t *testing.T, s audit.Store) {
 			}
 			equal(t, "types", got, tt.want)
 		})
+	}
+}
+
+// testAuditPersonAsActor: a person's events are those where they are the
+// subject, the actor or both, each once, with or without a client; the
+// PostgreSQL store indexes an actor only where it is not the subject.
+func testAuditPersonAsActor(t *testing.T, s audit.Store) {
+	ctx := context.Background()
+	l := auditLog(s)
+	const p, q, r = "555000000011", "555000000012", "555000000013"
+	evs := []audit.Event{
+		{Type: audit.SigninSuccess, Actor: p, Subject: p},
+		{Type: audit.AdminChange, Actor: p, Subject: q},
+		{Type: audit.AdminChange, Actor: q, Subject: p},
+		{Type: audit.TokenIssued, Subject: p, Client: "client-a"},
+		{Type: audit.TokenIssued, Actor: p, Subject: p, Client: "client-a"},
+		{Type: audit.TokenIssued, Actor: p, Subject: r, Client: "client-a"},
+		{Type: audit.SigninSuccess, Actor: r, Subject: r},
+	}
+	for _, e := range evs {
+		noErr(t, "record", l.Record(ctx, e))
+	}
+	for _, tt := range []struct {
+		q    audit.Query
+		want []int // indexes into evs
+	}{
+		{audit.Query{Person: p}, []int{0, 1, 2, 3, 4, 5}},
+		{audit.Query{Person: q}, []int{1, 2}},
+		{audit.Query{Person: r}, []int{5, 6}},
+		{audit.Query{Person: p, Client: "client-a"}, []int{3, 4, 5}},
+		{audit.Query{Person: r, Client: "client-a"}, []int{5}},
+		{audit.Query{Person: p, Types: []audit.Type{audit.AdminChange}}, []int{1, 2}},
+	} {
+		page, err := s.QueryAudit(ctx, tt.q)
+		noErr(t, "query", err)
+		var got []string
+		for _, e := range page.Events {
+			got = append(got, fmt.Sprintf("%s %s>%s %s", e.Type, e.Actor, e.Subject, e.Client))
+		}
+		var want []string
+		for _, i := range tt.want {
+			e := evs[i]
+			want = append(want, fmt.Sprintf("%s %s>%s %s", e.Type, e.Actor, e.Subject, e.Client))
+		}
+		equal(t, fmt.Sprintf("query %+v", tt.q), got, want)
 	}
 }
 
