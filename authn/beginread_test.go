@@ -3,6 +3,7 @@ package authn_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"testing"
 	"time"
 
@@ -102,8 +103,13 @@ func TestLoginChallengeMadeWithFlow(t *testing.T) {
 	}
 
 	// Options that do not carry the flow's challenge (an older nhsid set
-	// a challenge without clearing them) are not handed out.
+	// a challenge without clearing them) are not handed out. (Another
+	// browser's begin first takes what this process kept of the flow, so
+	// that the next begin reads it.)
 	flow = b.startFlow(t, 2)
+	if r, _ := h.browser().loginBegin(t, flow); r.status != 400 {
+		t.Fatalf("begin from another browser: %d %s", r.status, r.body)
+	}
 	f := stored(flow)
 	f.LoginOptions = stored(b.startFlow(t, 2)).LoginOptions
 	if err := h.store.DeleteFlow(ctx, flow); err != nil {
@@ -127,5 +133,60 @@ func TestLoginChallengeMadeWithFlow(t *testing.T) {
 	// A step-up's options depend on the person: its flow has none made.
 	if made := madeChallenge(b.startFlow(t, 3)); made != nil {
 		t.Fatal("a step-up flow was created with a login challenge")
+	}
+}
+
+// TestFirstBeginReadsNoFlow: the first begin of a flow this process
+// started answers from what it kept, without reading the flow; every
+// later begin, and a begin from another browser (which also spends what
+// was kept), reads it as before. Past the young window nothing kept is
+// handed out.
+func TestFirstBeginReadsNoFlow(t *testing.T) {
+	h := newHarness(t)
+	b := h.browser()
+	reads := func() int32 { return h.flowReads.n.Load() }
+
+	flow := b.startFlow(t, 2)
+	before := reads()
+	r, first := b.loginBegin(t, flow)
+	if first == nil {
+		t.Fatalf("begin: %d %s", r.status, r.body)
+	}
+	if n := reads() - before; n != 0 {
+		t.Fatalf("the first begin read the flow %d times", n)
+	}
+	_, second := b.loginBegin(t, flow)
+	if second == nil || !bytes.Equal(second.Challenge, first.Challenge) {
+		t.Fatal("the second begin did not hand out the same challenge")
+	}
+	if n := reads() - before; n != 1 {
+		t.Fatalf("the second begin read the flow %d times, want 1", n)
+	}
+
+	// Another browser first: refused as before, and the flow's own
+	// browser then reads the flow.
+	flow = b.startFlow(t, 2)
+	if r, _ := h.browser().loginBegin(t, flow); r.status != 400 || r.errorCode(t) != "invalid_flow" {
+		t.Fatalf("begin from another browser: %d %s", r.status, r.body)
+	}
+	before = reads()
+	if _, opts := b.loginBegin(t, flow); opts == nil || reads()-before != 1 {
+		t.Fatalf("begin after another browser's: options %v, %d reads", opts != nil, reads()-before)
+	}
+
+	// Past the first fifth of the challenge's life: read, and a new one.
+	flow = b.startFlow(t, 2)
+	made, err := h.store.GetFlow(context.Background(), flow, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(authn.DefaultChallengeTTL/5 + time.Second)
+	before = reads()
+	_, old := b.loginBegin(t, flow)
+	if old == nil || reads()-before == 0 {
+		t.Fatal("a begin past the young window did not read the flow")
+	}
+	if bytes.Contains(made.LoginOptions, []byte(base64.RawURLEncoding.EncodeToString(old.Challenge))) {
+		t.Fatal("a begin past the young window handed out the kept challenge")
 	}
 }

@@ -65,6 +65,15 @@ func (s *Service) StartFlow(w http.ResponseWriter, r *http.Request, f Flow) (str
 	if err := s.store.CreateFlow(r.Context(), f); err != nil {
 		return "", fmt.Errorf("start flow: %w", err)
 	}
+	if f.LoginOptions != nil {
+		// Young while at least four fifths of the challenge's life is left
+		// (madeLoginOptions), and never past the flow's.
+		young := f.LoginChallengeExpiresAt.Add(-s.cfg.ChallengeTTL * 4 / 5)
+		if !young.Before(f.ExpiresAt) {
+			young = f.ExpiresAt.Add(-time.Nanosecond)
+		}
+		s.started.put(f.ID, startedFlow{bindingHash: f.BindingHash, youngUntil: young, options: f.LoginOptions}, s.now())
+	}
 	// The cookie lives as long as the longest flow could.
 	s.setCookie(w, bindCookie, bind, int(s.cfg.FlowTTL.Seconds())+60)
 	return "/login?flow=" + url.QueryEscape(id), nil

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,12 +66,25 @@ type harness struct {
 	srv   *httptest.Server
 	svc   *authn.Service
 	store *memory.Store
-	clock *clock
-	rp    virtualwebauthn.RelyingParty
-	ca    *testCA
+	// flowReads counts the service's reads of flows.
+	flowReads *flowReads
+	clock     *clock
+	rp        virtualwebauthn.RelyingParty
+	ca        *testCA
 }
 
 type harnessOption func(*authn.Config)
+
+// flowReads is the memory store, counting GetFlow calls.
+type flowReads struct {
+	*memory.Store
+	n atomic.Int32
+}
+
+func (f *flowReads) GetFlow(ctx context.Context, id string, at time.Time) (authn.Flow, error) {
+	f.n.Add(1)
+	return f.Store.GetFlow(ctx, id, at)
+}
 
 func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
@@ -89,7 +103,8 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	if _, fuzzing := t.(*testing.F); fuzzing {
 		log = slog.New(slog.DiscardHandler) // F.Log may not be called from fuzz targets
 	}
-	svc, err := authn.New(cfg, authn.Deps{Store: st, People: st, Now: clk.Now, Log: log})
+	reads := &flowReads{Store: st}
+	svc, err := authn.New(cfg, authn.Deps{Store: reads, People: st, Now: clk.Now, Log: log})
 	if err != nil {
 		t.Fatalf("authn.New: %v", err)
 	}
@@ -124,7 +139,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{srv: srv, svc: svc, store: st, clock: clk, ca: ca,
+	h := &harness{srv: srv, svc: svc, store: st, flowReads: reads, clock: clk, ca: ca,
 		rp: virtualwebauthn.RelyingParty{ID: "localhost", Name: "NHS ID", Origin: testPublicURL}}
 	if tt, ok := t.(*testing.T); ok {
 		h.t = tt

@@ -100,8 +100,14 @@ func (s *Service) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 // of its life, so that the person has nearly the whole of it to use their
 // key. Otherwise (nil options) the begin makes a new challenge. A flow
 // that is not this browser's, or has expired, is an error (LoadFlow's),
-// so that the begin does not read it again to say why.
+// so that the begin does not read it again to say why. The first begin of
+// a flow this process started does not read it (started.go).
 func (s *Service) madeLoginOptions(r *http.Request, id string) ([]byte, error) {
+	// (Without a binding cookie the hash matches no flow's, and the begin
+	// still takes the entry: any browser's first begin spends it.)
+	if opts := s.started.take(id, hashToken(s.cookie(r, bindCookie)), s.now()); opts != nil {
+		return opts, nil // this process started the flow (started.go)
+	}
 	f, err := s.LoadFlow(r, id)
 	if err != nil {
 		return nil, err

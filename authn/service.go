@@ -41,6 +41,9 @@ type Service struct {
 	risk *Risk
 	// completers finish flows by kind in the login finish (complete.go).
 	completers map[string]FlowCompleter
+	// started answers the first login begin of the flows this process
+	// started (started.go).
+	started startedFlows
 }
 
 // maxBody caps the size of a ceremony request body.
