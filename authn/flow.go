@@ -66,9 +66,8 @@ func (s *Service) StartFlow(w http.ResponseWriter, r *http.Request, f Flow) (str
 		return "", fmt.Errorf("start flow: %w", err)
 	}
 	if f.LoginOptions != nil {
-		// Young while at least four fifths of the challenge's life is left
-		// (madeLoginOptions), and never past the flow's.
-		young := f.LoginChallengeExpiresAt.Add(-s.cfg.ChallengeTTL * 4 / 5)
+		// Never past the flow's life.
+		young := s.madeChallengeYoungUntil(f.LoginChallengeExpiresAt)
 		if !young.Before(f.ExpiresAt) {
 			young = f.ExpiresAt.Add(-time.Nanosecond)
 		}

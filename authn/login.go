@@ -94,6 +94,13 @@ func (s *Service) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, assertion)
 }
 
+// madeChallengeYoungUntil is the last instant the begin hands out the
+// challenge made with a flow: while at least four fifths of its life, which
+// ends at expires, is left.
+func (s *Service) madeChallengeYoungUntil(expires time.Time) time.Time {
+	return expires.Add(-s.cfg.ChallengeTTL * 4 / 5)
+}
+
 // madeLoginOptions returns the request options of the login challenge
 // that StartFlow made with the flow id, if the flow is this browser's and
 // unexpired and the challenge is unused and young: within the first fifth
@@ -115,7 +122,7 @@ func (s *Service) madeLoginOptions(r *http.Request, id string) ([]byte, error) {
 	if f.MinAAL >= AAL3 || len(f.LoginOptions) == 0 || len(f.LoginChallenge) == 0 {
 		return nil, nil
 	}
-	if f.LoginChallengeExpiresAt.Sub(s.now()) < s.cfg.ChallengeTTL*4/5 {
+	if s.now().After(s.madeChallengeYoungUntil(f.LoginChallengeExpiresAt)) {
 		return nil, nil
 	}
 	// The options must carry the challenge the flow holds: an older

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -68,13 +67,12 @@ func (t *connTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.conn, t.addr, t.broken = c, addr, false
 		t.br, t.bw = bufio.NewReaderSize(c, 16<<10), bufio.NewWriterSize(c, 8<<10)
 	}
-	// The request's context bounds it: its deadline on the connection, and
-	// its cancellation (the end of a run) interrupts a read or write.
-	// (http.Client's own Timeout would cost a goroutine and a timer per
-	// request with a transport it does not know, so clients of this one
-	// leave it unset.)
-	// The context's own deadline acts through AfterFunc too, so that a
-	// request cut short always reports the context's error.
+	// The transport's timeout is the connection's deadline (http.Client's
+	// own Timeout would cost a goroutine and a timer per request with a
+	// transport it does not know, so clients of this one leave it unset).
+	// The context's end (the end of a run, or its deadline) interrupts a
+	// read or write through AfterFunc, so that a request cut short always
+	// reports the context's error.
 	ctx := req.Context()
 	conn := t.conn
 	_ = conn.SetDeadline(time.Now().Add(t.timeout))
@@ -117,13 +115,10 @@ func (t *connTransport) settle() error {
 	if b == nil || b.done {
 		return nil
 	}
-	_, err := io.Copy(io.Discard, io.LimitReader(b.r, 1<<20))
-	if err == nil {
-		_, err = b.r.Read(make([]byte, 1))
-		if err == io.EOF {
-			return nil
-		}
-		return fmt.Errorf("loadgen: reply body over 1 MiB")
+	const maxRest = 1 << 20
+	n, err := io.Copy(io.Discard, io.LimitReader(b.r, maxRest+1))
+	if err == nil && n > maxRest {
+		err = errors.New("loadgen: reply body over 1 MiB")
 	}
 	return err
 }
