@@ -409,10 +409,29 @@ func (s *Store) DeleteAccessTokenSession(ctx context.Context, sig string) error 
 
 // RevokeAccessToken removes every access token of a grant.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
-	_, err := s.db(ctx).Exec(ctx,
-		`DELETE FROM oauth_tokens WHERE request_id = $1 AND kind = $2`, requestID, idp.TokenKindAccess)
+	_, err := s.db(ctx).Exec(ctx, revokeAccessByRequestSQL, requestID)
 	return oauthErr("revoke access tokens", err)
 }
+
+// The statements that find a grant's tokens by request id or session id
+// name the kind as a literal, and the session id's statements say it is
+// not empty: the indexes they use hold only access and refresh tokens
+// with a session id (migration 0021), which a prepared statement's
+// generic plan can know only from the statement's own text.
+const (
+	revokeAccessByRequestSQL  = `DELETE FROM oauth_tokens WHERE request_id = $1 AND kind = '` + idp.TokenKindAccess + `'`
+	revokeRefreshByRequestSQL = `UPDATE oauth_tokens SET active = false, revoked_at = $2
+		WHERE request_id = $1 AND kind = '` + idp.TokenKindRefresh + `' AND revoked_at IS NULL`
+	revokeAccessBySessionSQL  = `DELETE FROM oauth_tokens WHERE sid = $1 AND sid <> '' AND kind = '` + idp.TokenKindAccess + `'`
+	revokeRefreshBySessionSQL = `WITH revoked AS (
+			UPDATE oauth_tokens t SET active = false, revoked_at = $2
+			FROM oauth_tokens old
+			WHERE t.sid = $1 AND t.sid <> '' AND t.kind = '` + idp.TokenKindRefresh + `' AND t.revoked_at IS NULL
+			  AND old.kind = t.kind AND old.signature_hash = t.signature_hash
+			RETURNING old.active
+		)
+		SELECT count(*) FILTER (WHERE active) FROM revoked`
+)
 
 // ---- refresh tokens ----
 
@@ -516,10 +535,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 
 // RevokeRefreshToken revokes every refresh token of a grant (no grace).
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	_, err := s.db(ctx).Exec(ctx, `
-		UPDATE oauth_tokens SET active = false, revoked_at = $3
-		WHERE request_id = $1 AND kind = $2 AND revoked_at IS NULL`,
-		requestID, idp.TokenKindRefresh, oauthNow())
+	_, err := s.db(ctx).Exec(ctx, revokeRefreshByRequestSQL, requestID, oauthNow())
 	return oauthErr("revoke refresh tokens", err)
 }
 
@@ -532,22 +548,13 @@ func (s *Store) RevokeBySession(ctx context.Context, sid string) (int, error) {
 	const op = "revoke by session"
 	var n int
 	err := s.oauthTx(ctx, op, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM oauth_tokens WHERE sid = $1 AND kind = $2`, sid, idp.TokenKindAccess)
+		tag, err := tx.Exec(ctx, revokeAccessBySessionSQL, sid)
 		if err != nil {
 			return oauthErr(op, err)
 		}
 		n = int(tag.RowsAffected())
 		var refreshed int
-		err = tx.QueryRow(ctx, `
-			WITH revoked AS (
-				UPDATE oauth_tokens t SET active = false, revoked_at = $3
-				FROM oauth_tokens old
-				WHERE t.sid = $1 AND t.kind = $2 AND t.revoked_at IS NULL
-				  AND old.kind = t.kind AND old.signature_hash = t.signature_hash
-				RETURNING old.active
-			)
-			SELECT count(*) FILTER (WHERE active) FROM revoked`,
-			sid, idp.TokenKindRefresh, oauthNow()).Scan(&refreshed)
+		err = tx.QueryRow(ctx, revokeRefreshBySessionSQL, sid, oauthNow()).Scan(&refreshed)
 		if err != nil {
 			return oauthErr(op, err)
 		}
