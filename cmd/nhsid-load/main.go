@@ -106,7 +106,7 @@ func runCmd() *cobra.Command {
 		dur                                                             time.Duration
 		rate                                                            float64
 		repeat, pid                                                     int
-		limitMem, newDevices                                            bool
+		limitMem, newDevices, steps                                     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -175,6 +175,12 @@ func runCmd() *cobra.Command {
 			if err := loadgen.WriteTable(cmd.OutOrStdout(), medians); err != nil {
 				return err
 			}
+			if steps {
+				fmt.Fprintln(cmd.OutOrStdout())
+				if err := loadgen.WriteSteps(cmd.OutOrStdout(), medians); err != nil {
+					return err
+				}
+			}
 			if jsonOut != "" {
 				b, _ := json.MarshalIndent(map[string]any{"date": time.Now().UTC(), "medians": medians, "runs": all}, "", " ")
 				if err := os.WriteFile(jsonOut, b, 0o644); err != nil {
@@ -204,6 +210,7 @@ func runCmd() *cobra.Command {
 	f.StringVar(&pgDB, "pg-database", "", "nhsid's database name, to measure its PostgreSQL backends' CPU")
 	f.StringVar(&jsonOut, "json", "", "write the JSON summary to this file")
 	f.StringVar(&cpuProf, "cpuprofile", "", "write the load generator's own CPU profile to this file")
+	f.BoolVar(&steps, "steps", false, "also print each request step's rate and latencies (always in the JSON summary)")
 	return cmd
 }
 

@@ -123,8 +123,24 @@ func (c *vclient) keepDevice(u *User, b *http.Client) {
 	}
 }
 
+// stepTimes is one virtual client's request times by step (login/begin,
+// token(code), …), from the request's start to the end of its reply. A
+// virtual client runs one operation at a time, so it needs no lock.
+type stepTimes map[string][]time.Duration
+
+type stepTimesKey struct{}
+
+// withStepTimes returns ctx carrying t: do records the requests made
+// with the returned context (or one derived from it) in t.
+func withStepTimes(ctx context.Context, t stepTimes) context.Context {
+	return context.WithValue(ctx, stepTimesKey{}, t)
+}
+
 // do sends req and reads the whole reply; non-2xx/3xx is an *OpError.
+// A reply read in full counts in the step times that req's context
+// carries, if any, whatever its status.
 func do(c *http.Client, step string, req *http.Request) (*http.Response, []byte, error) {
+	start := time.Now()
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, nil, &OpError{Step: step, Err: err}
@@ -133,6 +149,9 @@ func do(c *http.Client, step string, req *http.Request) (*http.Response, []byte,
 	resp.Body.Close()
 	if err != nil {
 		return nil, nil, &OpError{Step: step, Err: err}
+	}
+	if t, ok := req.Context().Value(stepTimesKey{}).(stepTimes); ok {
+		t[step] = append(t[step], time.Since(start))
 	}
 	if resp.StatusCode >= 400 {
 		var e struct {

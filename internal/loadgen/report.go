@@ -73,12 +73,9 @@ func Median(runs []*Summary) *Summary {
 		for i, r := range runs {
 			v[i] = get(r)
 		}
-		sort.Float64s(v)
-		if len(v)%2 == 1 {
-			return v[len(v)/2]
-		}
-		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+		return median(v)
 	}
+	out.Steps = medianSteps(runs)
 	out.Throughput = med(func(s *Summary) float64 { return s.Throughput })
 	out.RequestRate = med(func(s *Summary) float64 { return s.RequestRate })
 	out.P50ms = med(func(s *Summary) float64 { return s.P50ms })
@@ -91,4 +88,69 @@ func Median(runs []*Summary) *Summary {
 	out.PostgresCores = med(func(s *Summary) float64 { return s.PostgresCores })
 	out.LoadgenCores = med(func(s *Summary) float64 { return s.LoadgenCores })
 	return &out
+}
+
+// median is the median of v (which it sorts); 0 for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// medianSteps is, for each step of runs, the median of each number over
+// the runs that made the step.
+func medianSteps(runs []*Summary) map[string]Stats {
+	by := map[string][]Stats{}
+	for _, r := range runs {
+		for step, st := range r.Steps {
+			by[step] = append(by[step], st)
+		}
+	}
+	if len(by) == 0 {
+		return nil
+	}
+	out := make(map[string]Stats, len(by))
+	for step, sts := range by {
+		med := func(get func(Stats) float64) float64 {
+			v := make([]float64, len(sts))
+			for i, st := range sts {
+				v[i] = get(st)
+			}
+			return median(v)
+		}
+		out[step] = Stats{
+			Count:      int(med(func(s Stats) float64 { return float64(s.Count) })),
+			Throughput: med(func(s Stats) float64 { return s.Throughput }),
+			P50ms:      med(func(s Stats) float64 { return s.P50ms }),
+			P95ms:      med(func(s Stats) float64 { return s.P95ms }),
+			P99ms:      med(func(s Stats) float64 { return s.P99ms }),
+			MaxMs:      med(func(s Stats) float64 { return s.MaxMs }),
+		}
+	}
+	return out
+}
+
+// WriteSteps prints each summary's request steps (Summary.Steps), by
+// name, as an aligned table.
+func WriteSteps(w io.Writer, sums []*Summary) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario	conc	step	req/s	p50 ms	p95 ms	p99 ms	max ms	")
+	for _, s := range sums {
+		steps := make([]string, 0, len(s.Steps))
+		for step := range s.Steps {
+			steps = append(steps, step)
+		}
+		sort.Strings(steps)
+		for _, step := range steps {
+			st := s.Steps[step]
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
+				s.Scenario, s.Concurrency, step, st.Throughput, st.P50ms, st.P95ms, st.P99ms, st.MaxMs)
+		}
+	}
+	return tw.Flush()
 }

@@ -68,7 +68,11 @@ type Summary struct {
 	RequestRate float64          `json:"http_requests_per_s"`
 	ErrorKinds  map[string]int   `json:"errors_by_kind"`
 	Ops         map[string]Stats `json:"ops,omitempty"` // per operation (mixed)
-	Late        int              `json:"late_starts,omitempty"`
+	// Steps is per request step (authorize, login/finish, token(code),
+	// …): its count, rate and latencies, end to end as the client saw
+	// them, over the measured window's requests that got a whole reply.
+	Steps map[string]Stats `json:"steps,omitempty"`
+	Late  int              `json:"late_starts,omitempty"`
 	// Limit and Ratio are filled in when a limit benchmark ran alongside.
 	Limit float64 `json:"limit_per_s,omitempty"`
 	Ratio float64 `json:"ratio_to_limit,omitempty"`
@@ -184,6 +188,10 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 	runCtx, stop := context.WithTimeout(ctx, opts.Duration)
 	defer stop()
 	per := make([][]sample, len(clients))
+	times := make([]stepTimes, len(clients))
+	for i := range times {
+		times[i] = stepTimes{}
+	}
 	var cpu0 CPUTimes
 	if opts.CPU != nil {
 		cpu0 = opts.CPU.Read()
@@ -197,9 +205,10 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 			go func() {
 				defer wg.Done()
 				rnd := mrand.New(mrand.NewPCG(uint64(i), uint64(start.UnixNano())))
+				cctx := withStepTimes(runCtx, times[i])
 				for runCtx.Err() == nil {
 					t0 := time.Now()
-					op, err := c.run(runCtx, opts.Scenario, rnd)
+					op, err := c.run(cctx, opts.Scenario, rnd)
 					if runCtx.Err() != nil && err != nil {
 						break // cut short by the end of the run
 					}
@@ -239,7 +248,7 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 			go func() {
 				defer wg.Done()
 				defer func() { free <- i }()
-				op, err := clients[i].run(runCtx, opts.Scenario, mrand.New(mrand.NewPCG(seed, 2)))
+				op, err := clients[i].run(withStepTimes(runCtx, times[i]), opts.Scenario, mrand.New(mrand.NewPCG(seed, 2)))
 				if runCtx.Err() != nil && err != nil {
 					return
 				}
@@ -295,6 +304,18 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 		o := stats(d, elapsed)
 		o.Errors = opErr[op]
 		s.Ops[op] = o
+	}
+	byStep := map[string][]time.Duration{}
+	for _, t := range times {
+		for step, d := range t {
+			byStep[step] = append(byStep[step], d...)
+		}
+	}
+	if len(byStep) > 0 {
+		s.Steps = map[string]Stats{}
+		for step, d := range byStep {
+			s.Steps[step] = stats(d, elapsed)
+		}
 	}
 	return s, nil
 }

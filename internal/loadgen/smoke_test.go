@@ -118,6 +118,24 @@ func TestSmoke(t *testing.T) {
 							if want := refreshAuthOf(Options{Scenario: sc, RefreshAuth: cmp.Or(auth, AuthSecretBasic)}); s.RefreshAuth != want {
 								t.Fatalf("summary refresh auth %q, want %q", s.RefreshAuth, want)
 							}
+							// Every iteration's requests were timed, step by step.
+							timed := 0
+							for step, st := range s.Steps {
+								if st.Count == 0 || st.P50ms <= 0 || st.MaxMs < st.P50ms {
+									t.Fatalf("step %s: %+v", step, st)
+								}
+								timed += st.Count
+							}
+							if timed < s.Count {
+								t.Fatalf("%d requests timed by step for %d iterations: %v", timed, s.Count, s.Steps)
+							}
+							if sc == Login {
+								for _, step := range []string{"authorize", "login/begin", "login/finish", "resume", "token(code)"} {
+									if s.Steps[step].Count < s.Count {
+										t.Fatalf("step %s timed %d times in %d sign-ins", step, s.Steps[step].Count, s.Count)
+									}
+								}
+							}
 						})
 					}
 				}
