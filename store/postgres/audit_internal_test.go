@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -16,7 +15,6 @@ import (
 // 12,000 events for the client), and the primary key from the start of
 // the trail in the generic plan (docs/performance.md, round 8).
 func TestFirstUsePlan(t *testing.T) {
-	ctx := context.Background()
 	pool := testdb.Pool(t)
 	// A service client's tokens, which the statistics know; then a web
 	// client, new since the last ANALYZE (as a newly onboarded client is),
@@ -36,21 +34,9 @@ func TestFirstUsePlan(t *testing.T) {
 		      unnest(ARRAY['token.issued', 'session.started', 'authn.login']) AS t`,
 		// Sizes, not statistics: the table's and indexes' row counts.
 		`VACUUM audit_events`)
-	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+	for _, mode := range planModes {
 		t.Run(mode, func(t *testing.T) {
-			c, err := pool.Acquire(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Release()
-			if _, err := c.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _, _ = c.Exec(ctx, `RESET plan_cache_mode; DEALLOCATE first_use`) }()
-			if _, err := c.Exec(ctx, `PREPARE first_use AS `+auditFirstUseSQL); err != nil {
-				t.Fatal(err)
-			}
-			p := explain(t, c, `EXECUTE first_use('555000000200', 'web-client', 0, 2)`)
+			p := explainPrepared(t, pool, mode, auditFirstUseSQL, `('555000000200', 'web-client', 0, 2)`)
 			for _, want := range []string{"audit_events_first_use_subject_idx", "audit_events_first_use_actor_idx"} {
 				if !strings.Contains(p, want) {
 					t.Errorf("plan does not use %s:\n%s", want, p)

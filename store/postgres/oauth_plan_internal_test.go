@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -15,7 +14,6 @@ import (
 // the statement names the kind as a literal; with the kind as a parameter
 // it scanned the whole table.
 func TestGrantRevocationPlans(t *testing.T) {
-	ctx := context.Background()
 	pool := testdb.Pool(t)
 	// 20,000 grants of one session each: a code with its PKCE and OIDC
 	// rows, an access token and a refresh token.
@@ -36,21 +34,9 @@ func TestGrantRevocationPlans(t *testing.T) {
 		{"access by session", revokeAccessBySessionSQL, "oauth_tokens_grant_sid_idx", `('sid-77')`},
 		{"refresh by session", revokeRefreshBySessionSQL, "oauth_tokens_grant_sid_idx", `('sid-77', now())`},
 	} {
-		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		for _, mode := range planModes {
 			t.Run(tc.name+"/"+mode, func(t *testing.T) {
-				c, err := pool.Acquire(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Release()
-				if _, err := c.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
-					t.Fatal(err)
-				}
-				defer func() { _, _ = c.Exec(ctx, `RESET plan_cache_mode; DEALLOCATE revoke`) }()
-				if _, err := c.Exec(ctx, `PREPARE revoke AS `+tc.sql); err != nil {
-					t.Fatal(err)
-				}
-				p := explain(t, c, `EXECUTE revoke `+tc.args)
+				p := explainPrepared(t, pool, mode, tc.sql, tc.args)
 				if !strings.Contains(p, tc.index) {
 					t.Errorf("plan does not use %s:\n%s", tc.index, p)
 				}
