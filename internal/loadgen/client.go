@@ -124,21 +124,30 @@ func (c *vclient) keepDevice(u *User, b *http.Client) {
 }
 
 // stepTimes is one virtual client's request times by step (login/begin,
-// token(code), …), from the request's start to the end of its reply. A
-// virtual client runs one operation at a time, so it needs no lock.
-type stepTimes map[string][]time.Duration
+// token(code), …), from the request's start to the end of its reply, and
+// the replies with an error status. A virtual client runs one operation
+// at a time, so it needs no lock.
+type stepTimes struct {
+	d    map[string][]time.Duration
+	errs map[string]int
+}
+
+func newStepTimes() *stepTimes {
+	return &stepTimes{d: map[string][]time.Duration{}, errs: map[string]int{}}
+}
 
 type stepTimesKey struct{}
 
 // withStepTimes returns ctx carrying t: do records the requests made
 // with the returned context (or one derived from it) in t.
-func withStepTimes(ctx context.Context, t stepTimes) context.Context {
+func withStepTimes(ctx context.Context, t *stepTimes) context.Context {
 	return context.WithValue(ctx, stepTimesKey{}, t)
 }
 
 // do sends req and reads the whole reply; non-2xx/3xx is an *OpError.
 // A reply read in full counts in the step times that req's context
-// carries, if any, whatever its status.
+// carries, if any, whatever its status (an error status as an error of
+// the step too).
 func do(c *http.Client, step string, req *http.Request) (*http.Response, []byte, error) {
 	start := time.Now()
 	resp, err := c.Do(req)
@@ -150,8 +159,11 @@ func do(c *http.Client, step string, req *http.Request) (*http.Response, []byte,
 	if err != nil {
 		return nil, nil, &OpError{Step: step, Err: err}
 	}
-	if t, ok := req.Context().Value(stepTimesKey{}).(stepTimes); ok {
-		t[step] = append(t[step], time.Since(start))
+	if t, ok := req.Context().Value(stepTimesKey{}).(*stepTimes); ok {
+		t.d[step] = append(t.d[step], time.Since(start))
+		if resp.StatusCode >= 400 {
+			t.errs[step]++
+		}
 	}
 	if resp.StatusCode >= 400 {
 		var e struct {

@@ -125,6 +125,7 @@ func medianSteps(runs []*Summary) map[string]Stats {
 		}
 		out[step] = Stats{
 			Count:      int(med(func(s Stats) float64 { return float64(s.Count) })),
+			Errors:     int(med(func(s Stats) float64 { return float64(s.Errors) })),
 			Throughput: med(func(s Stats) float64 { return s.Throughput }),
 			P50ms:      med(func(s Stats) float64 { return s.P50ms }),
 			P95ms:      med(func(s Stats) float64 { return s.P95ms }),
@@ -139,7 +140,7 @@ func medianSteps(runs []*Summary) map[string]Stats {
 // name, as an aligned table.
 func WriteSteps(w io.Writer, sums []*Summary) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario	conc	step	req/s	p50 ms	p95 ms	p99 ms	max ms	")
+	fmt.Fprintln(tw, "scenario\tconc\tstep\treq/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\t")
 	for _, s := range sums {
 		steps := make([]string, 0, len(s.Steps))
 		for step := range s.Steps {
@@ -148,8 +149,8 @@ func WriteSteps(w io.Writer, sums []*Summary) error {
 		sort.Strings(steps)
 		for _, step := range steps {
 			st := s.Steps[step]
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
-				s.Scenario, s.Concurrency, step, st.Throughput, st.P50ms, st.P95ms, st.P99ms, st.MaxMs)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t\n",
+				s.Scenario, s.Concurrency, step, st.Throughput, st.P50ms, st.P95ms, st.P99ms, st.MaxMs, st.Errors)
 		}
 	}
 	return tw.Flush()

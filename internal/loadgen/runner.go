@@ -69,8 +69,9 @@ type Summary struct {
 	ErrorKinds  map[string]int   `json:"errors_by_kind"`
 	Ops         map[string]Stats `json:"ops,omitempty"` // per operation (mixed)
 	// Steps is per request step (authorize, login/finish, token(code),
-	// …): its count, rate and latencies, end to end as the client saw
-	// them, over the measured window's requests that got a whole reply.
+	// …): its count, rate, latencies (end to end, as the client saw
+	// them) and replies with an error status, over the measured window's
+	// requests that got a whole reply.
 	Steps map[string]Stats `json:"steps,omitempty"`
 	Late  int              `json:"late_starts,omitempty"`
 	// Limit and Ratio are filled in when a limit benchmark ran alongside.
@@ -188,9 +189,9 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 	runCtx, stop := context.WithTimeout(ctx, opts.Duration)
 	defer stop()
 	per := make([][]sample, len(clients))
-	times := make([]stepTimes, len(clients))
+	times := make([]*stepTimes, len(clients))
 	for i := range times {
-		times[i] = stepTimes{}
+		times[i] = newStepTimes()
 	}
 	var cpu0 CPUTimes
 	if opts.CPU != nil {
@@ -306,15 +307,19 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 		s.Ops[op] = o
 	}
 	byStep := map[string][]time.Duration{}
+	stepErr := map[string]int{}
 	for _, t := range times {
-		for step, d := range t {
+		for step, d := range t.d {
 			byStep[step] = append(byStep[step], d...)
+			stepErr[step] += t.errs[step]
 		}
 	}
 	if len(byStep) > 0 {
 		s.Steps = map[string]Stats{}
 		for step, d := range byStep {
-			s.Steps[step] = stats(d, elapsed)
+			st := stats(d, elapsed)
+			st.Errors = stepErr[step]
+			s.Steps[step] = st
 		}
 	}
 	return s, nil

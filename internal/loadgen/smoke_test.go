@@ -121,7 +121,7 @@ func TestSmoke(t *testing.T) {
 							// Every iteration's requests were timed, step by step.
 							timed := 0
 							for step, st := range s.Steps {
-								if st.Count == 0 || st.P50ms <= 0 || st.MaxMs < st.P50ms {
+								if st.Count == 0 || st.Errors != 0 || st.P50ms <= 0 || st.MaxMs < st.P50ms {
 									t.Fatalf("step %s: %+v", step, st)
 								}
 								timed += st.Count
