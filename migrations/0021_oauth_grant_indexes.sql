@@ -1,4 +1,4 @@
--- Three B-tree inserts fewer per sign-in (docs/performance.md, round 14).
+-- Six B-tree inserts fewer per sign-in (docs/performance.md, round 14).
 --
 -- A grant is revoked by its request id (a code used twice, a refresh token
 -- replayed after its grace period) and by its session id (logout); both
@@ -6,7 +6,7 @@
 -- PKCE and OpenID Connect rows are found by their signature (the primary
 -- key) and are spent or expire within minutes. So the request-id and
 -- session-id indexes now hold only access and refresh tokens: a sign-in
--- no longer adds the code's three rows to each. Both keys are random,
+-- no longer adds the code's three rows to each of them. Both keys are random,
 -- so each insert dirtied a random leaf page of a large index.
 --
 -- Built CONCURRENTLY, like 0016 and 0020, so that tokens keep being
