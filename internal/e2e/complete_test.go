@@ -20,9 +20,7 @@ func TestSignInCompletedInFinish(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, backend)
-			uid := e.newPerson("Ada", "Lovelace")
-			b := e.newBrowserFor(uid)
-			c := e.client(e.newRP("private_key_jwt", nil))
+			uid, b, c := e.adaWithRP()
 
 			state, nonce, verifier := randID(), randID(), oauth2.GenerateVerifier()
 			loc := b.follow(c.conf.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)))

@@ -349,6 +349,14 @@ func (e *env) newBrowserFor(uid string) *browser {
 	return b
 }
 
+// adaWithRP enrols Ada with an AAL3 browser and registers a
+// private_key_jwt client for her to sign in to: the opening of the tests
+// that sign in once and then exercise the code or the finish.
+func (e *env) adaWithRP() (uid string, b *browser, c *oidcClient) {
+	uid = e.newPerson("Ada", "Lovelace")
+	return uid, e.newBrowserFor(uid), e.client(e.newRP("private_key_jwt", nil))
+}
+
 // device makes a software authenticator for env; attested → AAL3.
 func (e *env) device(attested bool) *webauthntest.Device {
 	var ca *webauthntest.CA

@@ -405,9 +405,7 @@ func TestCodeExchangedOnce(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, backend)
-			uid := e.newPerson("Ada", "Lovelace")
-			b := e.newBrowserFor(uid)
-			c := e.client(e.newRP("private_key_jwt", nil))
+			_, b, c := e.adaWithRP()
 			for round := range 3 {
 				cb, _, verifier, _ := b.signIn(c, oauth2.SetAuthURLParam("prompt", "login"))
 				code := cb.Query().Get("code")
@@ -455,9 +453,7 @@ func TestCodeExchangeRefusesReplayedAssertion(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, backend)
-			uid := e.newPerson("Ada", "Lovelace")
-			b := e.newBrowserFor(uid)
-			c := e.client(e.newRP("private_key_jwt", nil))
+			_, b, c := e.adaWithRP()
 			first, _, verifier, _ := b.signIn(c, oauth2.SetAuthURLParam("prompt", "login"))
 			used := c.authOpts()
 			if _, err := c.conf.Exchange(context.Background(), first.Query().Get("code"),
