@@ -3,8 +3,10 @@ package authn
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/nhsid/nhsid/audit"
+	"github.com/nhsid/nhsid/internal/apierror"
 )
 
 func (s *Service) recorder() audit.Recorder { return audit.OrNop(s.audit) }
@@ -35,6 +37,10 @@ func (s *Service) auditSignin(ctx context.Context, f *Flow, prev, sess *Session,
 	})
 }
 
+// failureAuditTimeout bounds the recording of a refused sign-in attempt,
+// which goes on after its client has gone.
+const failureAuditTimeout = 5 * time.Second
+
 // signinFailureWriter records a sign-in failure when the handler answers
 // with an error status, before the header is written.
 type signinFailureWriter struct {
@@ -46,17 +52,24 @@ type signinFailureWriter struct {
 }
 
 func (w *signinFailureWriter) WriteHeader(code int) {
-	if !w.done && code >= 400 {
+	if !w.done && code >= 400 && code != apierror.StatusClientClosed {
 		w.done = true
-		if f, err := w.s.LoadFlow(w.r, w.r.URL.Query().Get("flow")); err == nil {
+		// A refusal is recorded even when the client hung up after
+		// sending: leaving must not erase the attempt. A request that
+		// ended only because its client left decided nothing (the
+		// sign-in's writes land or not whatever the answer), so it is
+		// no failure to record.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(w.r.Context()), failureAuditTimeout)
+		defer cancel()
+		if f, err := w.s.LoadFlow(w.r.WithContext(ctx), w.r.URL.Query().Get("flow")); err == nil {
 			w.client = f.ClientID
 		}
-		err := w.s.recorder().Record(w.r.Context(), audit.Event{
+		err := w.s.recorder().Record(ctx, audit.Event{
 			Type: audit.SigninFailure, Outcome: audit.Failure, Client: w.client,
 			Detail: map[string]any{"status": code},
 		})
 		if err != nil {
-			w.s.log.ErrorContext(w.r.Context(), "audit sign-in failure", "err", err)
+			w.s.log.ErrorContext(ctx, "audit sign-in failure", "err", err)
 		}
 	}
 	w.done = true

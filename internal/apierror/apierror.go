@@ -5,6 +5,7 @@
 package apierror
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -35,15 +36,32 @@ func New(status int, code, message string, cause error) *Error {
 	return &Error{Status: status, Code: code, Message: message, Err: cause}
 }
 
+// StatusClientClosed is the status nhsid logs and counts for a request
+// whose client closed the connection before the answer was ready (nginx's
+// 499): nobody received an answer, so it is not a server error.
+const StatusClientClosed = 499
+
+// ClientGone reports whether r's client closed its connection (or HTTP/2
+// stream) before the answer. The request deadline nhsid sets itself
+// (database.request_timeout) ends a context with DeadlineExceeded, not
+// Canceled, and stays a server error.
+func ClientGone(r *http.Request) bool {
+	return errors.Is(r.Context().Err(), context.Canceled)
+}
+
 // Write renders err as {"error","message"} JSON. Errors that are not *Error
-// become 503 when the store is unavailable, otherwise 500 with a generic
-// message; the cause is logged, never sent.
+// become 499 when the client has gone (ClientGone), 503 when the store is
+// unavailable, otherwise 500 with a generic message; the cause is logged,
+// never sent.
 func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		if errors.Is(err, store.ErrUnavailable) {
+		switch {
+		case ClientGone(r):
+			e = New(StatusClientClosed, "client_closed_request", "The client closed the request.", err)
+		case errors.Is(err, store.ErrUnavailable):
 			e = New(http.StatusServiceUnavailable, "temporarily_unavailable", "The service is temporarily unavailable. Try again shortly.", err)
-		} else {
+		default:
 			e = New(http.StatusInternalServerError, "server_error", "Something went wrong on our side.", err)
 		}
 	}

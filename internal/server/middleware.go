@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nhsid/nhsid/audit"
+	"github.com/nhsid/nhsid/internal/apierror"
 )
 
 type ctxKey int
@@ -126,6 +127,11 @@ func (m *instrument) wrap(mux *http.ServeMux) http.Handler {
 			status := sw.status
 			if status == 0 {
 				status = http.StatusOK
+			}
+			if status >= 500 && apierror.ClientGone(r) {
+				// Nobody received the error: the client hung up while
+				// the request waited (often the cause of the error).
+				status = apierror.StatusClientClosed
 			}
 			m.requests.WithLabelValues(m.listener, route, strconv.Itoa(status/100)+"xx").Inc()
 			m.latency.WithLabelValues(m.listener, route).Observe(d.Seconds())
