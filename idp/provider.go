@@ -20,6 +20,7 @@ import (
 	"github.com/ory/fosite/storage"
 	"github.com/ory/fosite/token/jwt"
 
+	"github.com/nhsid/nhsid/internal/apierror"
 	"github.com/nhsid/nhsid/store"
 )
 
@@ -316,7 +317,7 @@ func (p *Provider) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := p.auditIntrospection(ctx, r, ir); err != nil {
-		p.log.ErrorContext(ctx, "introspect: audit", "err", err)
+		p.log.Log(ctx, apierror.FailureLevel(r), "introspect: audit", "err", err)
 		p.oauth.WriteIntrospectionError(ctx, w, fosite.ErrServerError.WithWrap(err))
 		return
 	}

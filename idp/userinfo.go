@@ -8,6 +8,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/nhsid/nhsid/authn"
+	"github.com/nhsid/nhsid/internal/apierror"
 	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/store"
 )
@@ -53,7 +54,7 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 			writeUnavailable(w)
 			return
 		}
-		p.log.ErrorContext(ctx, "userinfo: read person", "err", err)
+		p.log.Log(ctx, apierror.FailureLevel(r), "userinfo: read person", "err", err)
 		http.Error(w, `{"error":"server_error"}`, http.StatusInternalServerError)
 		return
 	}
@@ -70,7 +71,7 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	claims["sub"] = person.UID
 	if err := p.auditUserinfo(ctx, ar); err != nil {
-		p.log.ErrorContext(ctx, "userinfo: audit", "err", err)
+		p.log.Log(ctx, apierror.FailureLevel(r), "userinfo: audit", "err", err)
 		http.Error(w, `{"error":"server_error"}`, http.StatusInternalServerError)
 		return
 	}

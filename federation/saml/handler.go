@@ -14,6 +14,7 @@ import (
 
 	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/authn"
+	"github.com/nhsid/nhsid/internal/apierror"
 	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/web"
 )
@@ -181,7 +182,7 @@ func (h *Handler) refuseRequest(w http.ResponseWriter, r *http.Request, rf *refu
 	ctx := r.Context()
 	level := slog.LevelInfo
 	if rf.Status >= 500 {
-		level = slog.LevelError
+		level = apierror.FailureLevel(r)
 	}
 	attrs := []any{"reason", rf.Reason, "sp", rf.EntityID, "status", rf.Status}
 	if rf.Err != nil {

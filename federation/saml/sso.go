@@ -14,6 +14,7 @@ import (
 
 	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/authn"
+	"github.com/nhsid/nhsid/internal/apierror"
 	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/store"
 )
@@ -390,7 +391,7 @@ func (h *Handler) postForm(w http.ResponseWriter, r *http.Request, action, field
 	data := pageData{Title: "Continuing to the service", Action: action, Field: field,
 		Value: base64.StdEncoding.EncodeToString(xmlDoc), RelayState: relay}
 	if err := renderPage(w, http.StatusOK, "saml_post", data); err != nil {
-		h.log.ErrorContext(r.Context(), "render saml post page", "err", err)
+		h.log.Log(r.Context(), apierror.FailureLevel(r), "render saml post page", "err", err)
 	}
 }
 

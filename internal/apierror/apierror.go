@@ -49,6 +49,16 @@ func ClientGone(r *http.Request) bool {
 	return errors.Is(r.Context().Err(), context.Canceled)
 }
 
+// FailureLevel is the level to log a failed request at: error, unless its
+// client had already gone (then the failure is most likely that, and
+// nobody waits for the answer), info.
+func FailureLevel(r *http.Request) slog.Level {
+	if ClientGone(r) {
+		return slog.LevelInfo
+	}
+	return slog.LevelError
+}
+
 // Write renders err as {"error","message"} JSON. Errors that are not *Error
 // become 499 when the client has gone (ClientGone), 503 when the store is
 // unavailable, otherwise 500 with a generic message; the cause is logged,

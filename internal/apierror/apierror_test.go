@@ -61,3 +61,24 @@ func TestWriteStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestFailureLevel: a failed request is an error to log unless its client
+// has gone; nhsid's own deadline does not count as the client going.
+func TestFailureLevel(t *testing.T) {
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	for _, tc := range []struct {
+		ctx  context.Context
+		want slog.Level
+	}{
+		{context.Background(), slog.LevelError},
+		{canceled, slog.LevelInfo},
+		{expired, slog.LevelError},
+	} {
+		if got := FailureLevel(httptest.NewRequest("GET", "/", nil).WithContext(tc.ctx)); got != tc.want {
+			t.Errorf("ctx err %v: %v, want %v", tc.ctx.Err(), got, tc.want)
+		}
+	}
+}
