@@ -49,9 +49,9 @@ func ClientGone(r *http.Request) bool {
 	return errors.Is(r.Context().Err(), context.Canceled)
 }
 
-// FailureLevel is the level to log a failed request at: error, unless its
-// client had already gone (then the failure is most likely that, and
-// nobody waits for the answer), info.
+// FailureLevel is the level at which to log a failed request: INFO when
+// its client had already gone (most likely the cause of the failure, and
+// nobody waits for the answer), ERROR otherwise.
 func FailureLevel(r *http.Request) slog.Level {
 	if ClientGone(r) {
 		return slog.LevelInfo
