@@ -21,6 +21,15 @@ var csrfField = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
 func TestAccount(t *testing.T) {
 	h, b, k := enrolled(t, virtualwebauthn.AuthenticatorOptions{})
 
+	// nhsid's root leads to the account page, and nothing else under it
+	// does.
+	if r := b.get(t, "/"); r.status != http.StatusFound || r.header.Get("Location") != "/account" {
+		t.Fatalf("root: %d %q", r.status, r.header.Get("Location"))
+	}
+	if r := b.get(t, "/nothing-here"); r.status != http.StatusNotFound {
+		t.Fatalf("unknown page: %d", r.status)
+	}
+
 	// Signed out: the account page starts a sign-in that comes back.
 	r := b.get(t, "/account")
 	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.header.Get("Location"), "/login?flow=") {

@@ -106,6 +106,11 @@ func (s *Service) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /webauthn/register/begin", s.handleRegisterBegin)
 	mux.HandleFunc("POST /webauthn/register/finish", s.handleRegisterFinish)
 	mux.HandleFunc("GET /account", s.handleAccount)
+	// nhsid's own address, typed by a person rather than reached through
+	// an app, leads to their account page (which signs them in first).
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/account", http.StatusFound)
+	})
 	mux.HandleFunc("GET /account/add-device", s.handleAddDevicePage)
 	mux.HandleFunc("POST /account/credentials/{id}/name", s.handleRename)
 	mux.HandleFunc("POST /account/credentials/{id}/revoke", s.handleRevoke)
