@@ -53,6 +53,17 @@ func newFakeStore() *fakeStore {
 		chal: map[string][]byte{}, sess: map[string]authn.Session{}, slo: map[string]LogoutDelivery{}}
 }
 
+// reset forgets everything but the registered SPs.
+func (f *fakeStore) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.seen)
+	clear(f.parts)
+	clear(f.chal)
+	clear(f.sess)
+	clear(f.slo)
+}
+
 func (f *fakeStore) EnqueueSAMLLogout(_ context.Context, d LogoutDelivery) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -334,6 +345,18 @@ type rig struct {
 	mu    sync.Mutex
 	logs  lockedBuffer
 	roles *fakeRoles
+}
+
+// reset returns the rig to its state after newRig and addSP: no sessions,
+// flows, seen requests or logs.
+func (rg *rig) reset() {
+	rg.st.reset()
+	rg.au.mu.Lock()
+	rg.au.sid, rg.au.flows = "", nil
+	rg.au.mu.Unlock()
+	rg.logs.mu.Lock()
+	rg.logs.buf.Reset()
+	rg.logs.mu.Unlock()
 }
 
 // fakeRoles serves positions per person and a one-role catalogue.
