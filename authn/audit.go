@@ -3,10 +3,10 @@ package authn
 import (
 	"context"
 	"net/http"
-	"time"
 
 	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/internal/apierror"
+	"github.com/nhsid/nhsid/internal/detach"
 )
 
 func (s *Service) recorder() audit.Recorder { return audit.OrNop(s.audit) }
@@ -37,10 +37,6 @@ func (s *Service) auditSignin(ctx context.Context, f *Flow, prev, sess *Session,
 	})
 }
 
-// failureAuditTimeout bounds the recording of a refused sign-in attempt,
-// which goes on after its client has gone.
-const failureAuditTimeout = 5 * time.Second
-
 // signinFailureWriter records a sign-in failure when the handler answers
 // with an error status, before the header is written.
 type signinFailureWriter struct {
@@ -59,7 +55,7 @@ func (w *signinFailureWriter) WriteHeader(code int) {
 		// ended only because its client left decided nothing (the
 		// sign-in's writes land or not whatever the answer), so it is
 		// no failure to record.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(w.r.Context()), failureAuditTimeout)
+		ctx, cancel := detach.Context(w.r.Context())
 		defer cancel()
 		if f, err := w.s.LoadFlow(w.r.WithContext(ctx), w.r.URL.Query().Get("flow")); err == nil {
 			w.client = f.ClientID

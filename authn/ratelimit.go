@@ -5,7 +5,7 @@ import (
 	"net/http"
 
 	"github.com/nhsid/nhsid/audit"
-
+	"github.com/nhsid/nhsid/internal/detach"
 	"github.com/nhsid/nhsid/internal/ratelimit"
 )
 
@@ -32,11 +32,15 @@ func (s *Service) checkPerson(ctx context.Context, uid string) (failures int, _ 
 	return d.Failures, &limitRefusal{err: ratelimit.Error(d), decision: d}, nil
 }
 
-// personFailed records a failed sign-in of uid.
+// personFailed records a failed sign-in of uid, and a lockout it causes,
+// even when the client has hung up: leaving right after a failed attempt
+// must not take it off the count.
 func (s *Service) personFailed(ctx context.Context, uid string) {
 	if s.limiter == nil || uid == "" {
 		return
 	}
+	ctx, cancel := detach.Context(ctx)
+	defer cancel()
 	d, err := s.limiter.Fail(ctx, ratelimit.PersonKey(uid))
 	if err != nil {
 		s.log.WarnContext(ctx, "record failed sign-in", "person", uid, "err", err.Error())

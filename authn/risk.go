@@ -16,6 +16,7 @@ import (
 
 	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/internal/apierror"
+	"github.com/nhsid/nhsid/internal/detach"
 	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/store"
 )
@@ -239,10 +240,12 @@ func (s *Service) riskAudit(w http.ResponseWriter, r *http.Request, f *Flow, per
 	if outcome == audit.Denied {
 		detail["status"] = http.StatusForbidden
 	}
-	if err := s.recorder().Record(r.Context(), audit.Event{
+	ctx, cancel := detach.Context(r.Context()) // recorded even if the client has gone
+	defer cancel()
+	if err := s.recorder().Record(ctx, audit.Event{
 		Type: audit.SigninFailure, Outcome: outcome, Subject: person, Client: f.ClientID, Detail: detail,
 	}); err != nil {
-		s.log.ErrorContext(r.Context(), "audit risk decision", "err", err)
+		s.log.ErrorContext(ctx, "audit risk decision", "err", err)
 	}
 }
 

@@ -7,43 +7,16 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ory/fosite"
 
 	"github.com/nhsid/nhsid/audit"
+	"github.com/nhsid/nhsid/audit/audittest"
 	"github.com/nhsid/nhsid/idp"
 	"github.com/nhsid/nhsid/store/memory"
 )
-
-// eventLog is an audit.Recorder that keeps what it is given.
-type eventLog struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (l *eventLog) Record(_ context.Context, e audit.Event) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.events = append(l.events, e)
-	return nil
-}
-
-func (l *eventLog) RecordGrouped(ctx context.Context, e audit.Event) error { return l.Record(ctx, e) }
-
-func (l *eventLog) of(t audit.Type) []audit.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []audit.Event
-	for _, e := range l.events {
-		if e.Type == t {
-			out = append(out, e)
-		}
-	}
-	return out
-}
 
 // failingRevocation is a store whose revocation of access tokens fails.
 type failingRevocation struct{ *racingStore }
@@ -85,7 +58,7 @@ func TestCodeReuseRevokesGrant(t *testing.T) {
 	} {
 		concurrent := tc.concurrent
 		t.Run(tc.name, func(t *testing.T) {
-			log := &eventLog{}
+			log := &audittest.Recorder{}
 			var st *racingStore
 			e := newEnv(t, func(_ *idp.Config, d *idp.Deps) {
 				st = &racingStore{Store: d.Store.(*memory.Store)}
@@ -124,7 +97,7 @@ func TestCodeReuseRevokesGrant(t *testing.T) {
 					t.Error("the first exchange's refresh token still works")
 				}
 			}
-			evs := log.of(audit.CodeReused)
+			evs := log.Of(audit.CodeReused)
 			if len(evs) != 1 {
 				t.Fatalf("%d code.reused events, want 1", len(evs))
 			}

@@ -21,6 +21,7 @@ import (
 	"github.com/ory/fosite/token/jwt"
 
 	"github.com/nhsid/nhsid/internal/apierror"
+	"github.com/nhsid/nhsid/internal/detach"
 	"github.com/nhsid/nhsid/store"
 )
 
@@ -239,7 +240,14 @@ func writeUnavailable(w http.ResponseWriter) {
 func unavailable(err error) bool { return errors.Is(err, store.ErrUnavailable) }
 
 func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	// A token request's writes (a code spent and the tokens it buys, the
+	// revocation of a reused code's or refresh token's grant, their audit
+	// records) are carried through even when the client hangs up: leaving
+	// must not stop a reused code's grant being revoked, or erase the
+	// record of it. The request deadline still bounds them.
+	ctx, cancel := detach.Context(r.Context())
+	defer cancel()
+	r = r.WithContext(ctx)
 	var reuse *codeReuse
 	switch r.PostFormValue("grant_type") {
 	case "refresh_token":

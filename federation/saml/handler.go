@@ -15,6 +15,7 @@ import (
 	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/authn"
 	"github.com/nhsid/nhsid/internal/apierror"
+	"github.com/nhsid/nhsid/internal/detach"
 	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/web"
 )
@@ -190,6 +191,8 @@ func (h *Handler) refuseRequest(w http.ResponseWriter, r *http.Request, rf *refu
 	}
 	h.log.Log(ctx, level, "saml request refused", attrs...)
 	if rf.Reason != "store" {
+		ctx, cancel := detach.Context(ctx) // recorded even if the client has gone
+		defer cancel()
 		err := h.deps.Audit.Record(ctx, audit.Event{Type: audit.SigninFailure, Outcome: audit.Denied, Subject: subject,
 			Client: clip(rf.EntityID, 500), Detail: map[string]any{"protocol": "saml", "reason": rf.Reason}})
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nhsid/nhsid/internal/apierror"
+	"github.com/nhsid/nhsid/internal/detach"
 	"github.com/nhsid/nhsid/store"
 )
 
@@ -151,6 +152,10 @@ func (l *Limiter) Middleware(ip func(*http.Request) string, next http.Handler) h
 		sw := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		if countsAsFailure(class, r.URL.Path, sw.status) {
+			// Counted even when the client has hung up: guessing and
+			// leaving before the answer must still lead to a lockout.
+			ctx, cancel := detach.Context(ctx)
+			defer cancel()
 			if _, err := l.Fail(ctx, ipKey); err != nil {
 				l.log.WarnContext(ctx, "record failure", "err", err.Error())
 			}

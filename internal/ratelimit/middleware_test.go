@@ -1,6 +1,7 @@
 package ratelimit_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -133,4 +134,55 @@ func TestMiddleware(t *testing.T) {
 			}
 		}
 	})
+}
+
+// liveRateStore refuses writes under a cancelled context, as the
+// PostgreSQL store's driver does.
+type liveRateStore struct{ *memory.Store }
+
+func (s liveRateStore) RateIncr(ctx context.Context, key string, now time.Time, window time.Duration) (ratelimit.State, error) {
+	if err := ctx.Err(); err != nil {
+		return ratelimit.State{}, err
+	}
+	return s.Store.RateIncr(ctx, key, now, window)
+}
+
+func (s liveRateStore) RateLock(ctx context.Context, key string, until, now time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.Store.RateLock(ctx, key, until, now)
+}
+
+// TestFailuresCountedAfterHangUp: a failed client authentication counts
+// towards the client's lockout even when the client hangs up before the
+// answer; otherwise guessing secrets and hanging up would never lock.
+func TestFailuresCountedAfterHangUp(t *testing.T) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	cfg := ratelimit.Config{PersonFailures: ratelimit.Failures{DelayAfter: 2, BaseDelay: time.Millisecond, LockAfter: 2, Lockout: time.Hour, Window: time.Hour}}
+	l, err := ratelimit.New(cfg, liveRateStore{memory.New()}, func() time.Time { return now }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hangUp func()
+	h := l.Middleware(func(r *http.Request) string { return "192.0.2.9" }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hangUp() // the client leaves while its request is refused
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	form := url.Values{"client_id": {"c1"}, "grant_type": {"client_credentials"}}
+	for i := 0; i < 2; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		hangUp = cancel
+		req := httptest.NewRequest("POST", "/oauth2/token", strings.NewReader(form.Encode())).WithContext(ctx)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	d, err := l.Check(context.Background(), ratelimit.ClientKey("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Locked {
+		t.Fatalf("after two failed attempts that hung up: %+v, want the client locked", d)
+	}
 }
