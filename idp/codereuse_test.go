@@ -15,8 +15,28 @@ import (
 	"github.com/nhsid/nhsid/audit"
 	"github.com/nhsid/nhsid/audit/audittest"
 	"github.com/nhsid/nhsid/idp"
+	"github.com/nhsid/nhsid/policy"
 	"github.com/nhsid/nhsid/store/memory"
 )
+
+// exchangedCode signs a person in to a new web client and exchanges the
+// code once; it returns the client, its secret, the exchange's form (to
+// present the code again) and the tokens it bought.
+func (e *env) exchangedCode() (policy.Person, *idp.Client, string, url.Values, map[string]any) {
+	e.t.Helper()
+	person := e.person()
+	c, sec := e.webClient(nil)
+	u := expectRedirect(e.t, e.get(authorizeQuery(c.ID, nil)))
+	fl := e.authn.flow(u.Query().Get("flow"))
+	e.authn.signIn(fl.ID, session(person.UID, 3, time.Now().Add(-time.Second)))
+	cb := expectRedirect(e.t, e.get(fl.ResumeURL+"?flow="+fl.ID))
+	exchange := url.Values{"grant_type": {"authorization_code"}, "code": {cb.Query().Get("code")}, "redirect_uri": {redirectURI}}
+	status, tok := e.token(c.ID, sec, exchange)
+	if status != http.StatusOK {
+		e.t.Fatalf("first exchange: %d %v", status, tok)
+	}
+	return person, c, sec, exchange, tok
+}
 
 // failingRevocation is a store whose revocation of access tokens fails.
 type failingRevocation struct{ *racingStore }
@@ -68,17 +88,7 @@ func TestCodeReuseRevokesGrant(t *testing.T) {
 				}
 				d.Audit = log
 			})
-			person := e.person()
-			c, sec := e.webClient(nil)
-			u := expectRedirect(t, e.get(authorizeQuery(c.ID, nil)))
-			fl := e.authn.flow(u.Query().Get("flow"))
-			e.authn.signIn(fl.ID, session(person.UID, 3, time.Now().Add(-time.Second)))
-			cb := expectRedirect(t, e.get(fl.ResumeURL+"?flow="+fl.ID))
-			exchange := url.Values{"grant_type": {"authorization_code"}, "code": {cb.Query().Get("code")}, "redirect_uri": {redirectURI}}
-			status, tok := e.token(c.ID, sec, exchange)
-			if status != http.StatusOK {
-				t.Fatalf("first exchange: %d %v", status, tok)
-			}
+			person, c, sec, exchange, tok := e.exchangedCode()
 			if !e.active(c.ID, sec, tok["access_token"].(string)) {
 				t.Fatal("the first exchange's access token is not active")
 			}

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ory/fosite"
 
@@ -51,17 +50,7 @@ func TestCodeReuseAfterHangUp(t *testing.T) {
 		d.Store = liveStore{d.Store.(*memory.Store)}
 		d.Audit = log
 	})
-	person := e.person()
-	c, sec := e.webClient(nil)
-	u := expectRedirect(t, e.get(authorizeQuery(c.ID, nil)))
-	fl := e.authn.flow(u.Query().Get("flow"))
-	e.authn.signIn(fl.ID, session(person.UID, 3, time.Now().Add(-time.Second)))
-	cb := expectRedirect(t, e.get(fl.ResumeURL+"?flow="+fl.ID))
-	exchange := url.Values{"grant_type": {"authorization_code"}, "code": {cb.Query().Get("code")}, "redirect_uri": {redirectURI}}
-	status, tok := e.token(c.ID, sec, exchange)
-	if status != http.StatusOK {
-		t.Fatalf("first exchange: %d %v", status, tok)
-	}
+	_, c, sec, exchange, tok := e.exchangedCode()
 
 	ctx, hangUp := context.WithCancel(context.Background())
 	hangUp()
