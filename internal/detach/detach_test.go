@@ -43,3 +43,15 @@ func TestContext(t *testing.T) {
 		t.Error("born cancelled")
 	}
 }
+
+// BenchmarkContext is the cost the token endpoint pays per request.
+func BenchmarkContext(b *testing.B) {
+	parent, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx, cancel := Context(parent)
+		cancel()
+		_ = ctx
+	}
+}
