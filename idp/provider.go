@@ -128,6 +128,7 @@ func New(cfg Config, deps Deps) (*Provider, error) {
 		makers[i] = compose.NewOAuth2HMACStrategy(p.fcfg)
 	}
 	p.tokens = &tokenStrategy{
+		now:    p.now,
 		hmac:   hmacStrategy,
 		makers: makers,
 		jwt:    &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: hmacStrategy, Config: p.fcfg},
@@ -377,7 +378,11 @@ func (p *Provider) handlePAR(w http.ResponseWriter, r *http.Request) {
 // nothing a token needs), so concurrent token requests queued for it:
 // opaque tokens are made by makers, copies of hmac taken in turn, and
 // only checked by hmac itself.
+//
+// Opaque tokens carry their issue time in a tag after fosite's token
+// (tokentag.go), which hmac's checks do not see.
 type tokenStrategy struct {
+	now    func() time.Time
 	hmac   *oauth2.HMACSHAStrategy
 	makers []*oauth2.HMACSHAStrategy
 	next   atomic.Uint32
@@ -416,14 +421,15 @@ func (s *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 		}
 		return s.jwt.GenerateAccessToken(ctx, r)
 	}
-	return s.maker().GenerateAccessToken(ctx, r)
+	token, sig, err := s.maker().GenerateAccessToken(ctx, r)
+	return tagged(s.now(), token, sig, err)
 }
 
 func (s *tokenStrategy) ValidateAccessToken(ctx context.Context, r fosite.Requester, token string) error {
 	if isJWT(token) {
 		return s.jwt.ValidateAccessToken(ctx, r, token)
 	}
-	return s.hmac.ValidateAccessToken(ctx, r, token)
+	return s.hmac.ValidateAccessToken(ctx, r, untagged(token))
 }
 
 func (s *tokenStrategy) RefreshTokenSignature(ctx context.Context, token string) string {
@@ -431,11 +437,12 @@ func (s *tokenStrategy) RefreshTokenSignature(ctx context.Context, token string)
 }
 
 func (s *tokenStrategy) GenerateRefreshToken(ctx context.Context, r fosite.Requester) (string, string, error) {
-	return s.maker().GenerateRefreshToken(ctx, r)
+	token, sig, err := s.maker().GenerateRefreshToken(ctx, r)
+	return tagged(s.now(), token, sig, err)
 }
 
 func (s *tokenStrategy) ValidateRefreshToken(ctx context.Context, r fosite.Requester, token string) error {
-	return s.hmac.ValidateRefreshToken(ctx, r, token)
+	return s.hmac.ValidateRefreshToken(ctx, r, untagged(token))
 }
 
 func (s *tokenStrategy) AuthorizeCodeSignature(ctx context.Context, token string) string {
@@ -443,11 +450,12 @@ func (s *tokenStrategy) AuthorizeCodeSignature(ctx context.Context, token string
 }
 
 func (s *tokenStrategy) GenerateAuthorizeCode(ctx context.Context, r fosite.Requester) (string, string, error) {
-	return s.maker().GenerateAuthorizeCode(ctx, r)
+	token, sig, err := s.maker().GenerateAuthorizeCode(ctx, r)
+	return tagged(s.now(), token, sig, err)
 }
 
 func (s *tokenStrategy) ValidateAuthorizeCode(ctx context.Context, r fosite.Requester, token string) error {
-	return s.hmac.ValidateAuthorizeCode(ctx, r, token)
+	return s.hmac.ValidateAuthorizeCode(ctx, r, untagged(token))
 }
 
 // clientGate is the storage fosite sees: the Store, with disabled clients

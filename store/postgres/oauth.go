@@ -19,16 +19,24 @@ import (
 
 // fosite token storage (idp.OAuthStore) in tables oauth_tokens, oauth_par
 // and oauth_jti (migrations/0002_oauth.sql). Rows are keyed by the SHA-256 of
-// the token signature; the session is kept as JSON and decoded into the
-// session fosite passes in, and the client is reloaded with GetClient.
+// the token signature, after its issue time (oauthHash); the session is kept
+// as JSON and decoded into the session fosite passes in, and the client is
+// reloaded with GetClient.
 
 var (
 	_ idp.OAuthStore        = (*Store)(nil)
 	_ storage.Transactional = (*Store)(nil)
 )
 
+// oauthHash is the key of the row of a token's signature (or, for OpenID
+// Connect rows, of a code): its SHA-256, after the issue time when the
+// signature carries one (idp.TokenTime), so that new rows are written next
+// to each other in the primary key, not on random leaves.
 func oauthHash(s string) []byte {
 	h := sha256.Sum256([]byte(s))
+	if t, ok := idp.TokenTime(s); ok {
+		return append(t, h[:len(h)-len(t)]...)
+	}
 	return h[:]
 }
 
