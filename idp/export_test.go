@@ -17,3 +17,6 @@ func (p *Provider) VerifyForTest(ctx context.Context, token string) error {
 	_, err := keySigner{p: p}.Validate(ctx, token)
 	return err
 }
+
+// TokenTagForTest is the tag, with its separator, of a token issued at t.
+var TokenTagForTest = tokenTag

@@ -27,9 +27,7 @@ func tagOf(t *testing.T, token string) time.Time {
 
 // retag is token with the tag of when instead of its own.
 func retag(token string, when time.Time) string {
-	var w [8]byte
-	binary.BigEndian.PutUint64(w[:], uint64(when.Unix()))
-	return untag(token) + "~" + base64.RawURLEncoding.EncodeToString(w[2:])
+	return untag(token) + idp.TokenTagForTest(when)
 }
 
 func untag(token string) string { return token[:strings.LastIndexByte(token, '~')] }
