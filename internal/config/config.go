@@ -79,6 +79,11 @@ type Database struct {
 	MigrateURL  string `yaml:"migrate_url"`
 	AutoMigrate bool   `yaml:"auto_migrate"`
 	MaxConns    int32  `yaml:"max_conns"`
+	// MinConns is how many connections the pool keeps open while idle
+	// and opens before serving, so that the first burst after a start or
+	// a quiet night does not wait for PostgreSQL to start backends.
+	// Unset (-1) means max_conns; 0 opens connections only on demand.
+	MinConns int32 `yaml:"min_conns"`
 	// ConnectTimeout bounds opening one connection (default 5s).
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// RequestTimeout bounds the database work of one request, including
@@ -88,6 +93,15 @@ type Database struct {
 	// StatementTimeout, when set, is PostgreSQL's statement_timeout for
 	// the serving pool.
 	StatementTimeout time.Duration `yaml:"statement_timeout"`
+}
+
+// PoolMinConns is the pool's minimum for a pool of at most maxConns:
+// MinConns, or maxConns when it is unset.
+func (d Database) PoolMinConns(maxConns int32) int32 {
+	if d.MinConns < 0 || d.MinConns > maxConns {
+		return maxConns
+	}
+	return d.MinConns
 }
 
 // Secrets: each is base64 (std or URL) or hex, at least 32 bytes decoded, or
@@ -179,7 +193,7 @@ func Defaults() Config {
 	return Config{
 		Listen:      ":8080",
 		AdminListen: "127.0.0.1:8081",
-		Database:    Database{MaxConns: DefaultMaxConns(), ConnectTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second},
+		Database:    Database{MaxConns: DefaultMaxConns(), MinConns: -1, ConnectTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second},
 		WebAuthn:    WebAuthn{RPName: "nhsid"},
 		Tokens: Tokens{
 			AccessTokenTTL:  time.Hour,
@@ -275,6 +289,9 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if c.Database.MaxConns < 0 {
 		add("database.max_conns: must be positive")
+	}
+	if c.Database.MinConns < -1 || (c.Database.MaxConns > 0 && c.Database.MinConns > c.Database.MaxConns) {
+		add("database.min_conns: must be from 0 to max_conns (%d)", c.Database.MaxConns)
 	}
 	for _, s := range []struct{ name, val, file string }{
 		{"secrets.global_secret", c.Secrets.GlobalSecret, c.Secrets.GlobalSecretFile},

@@ -122,3 +122,34 @@ func TestExampleConfigParses(t *testing.T) {
 		t.Fatalf("unexpected values: %+v", cfg)
 	}
 }
+
+// TestMinConns: unset, the pool keeps max_conns open; 0 opens on demand;
+// a value outside 0..max_conns is refused.
+func TestMinConns(t *testing.T) {
+	cfg := Defaults()
+	if err := Parse([]byte("database: {max_conns: 6}"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Database.PoolMinConns(6); got != 6 {
+		t.Errorf("unset min_conns: pool minimum %d, want max_conns 6", got)
+	}
+	for raw, want := range map[string]int32{"{max_conns: 6, min_conns: 0}": 0, "{max_conns: 6, min_conns: 2}": 2} {
+		cfg := Defaults()
+		if err := Parse([]byte("database: "+raw), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Database.PoolMinConns(6); got != want {
+			t.Errorf("%s: pool minimum %d, want %d", raw, got, want)
+		}
+	}
+	for _, raw := range []string{"{max_conns: 6, min_conns: 7}", "{min_conns: -2}"} {
+		cfg := Defaults()
+		cfg.Issuer = "http://localhost:8080"
+		if err := Parse([]byte("database: "+raw), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(true); err == nil || !strings.Contains(err.Error(), "database.min_conns") {
+			t.Errorf("%s: Validate = %v, want a database.min_conns problem", raw, err)
+		}
+	}
+}

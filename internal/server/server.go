@@ -157,7 +157,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		if cfg.Database.StatementTimeout > 0 {
 			pcfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(cfg.Database.StatementTimeout.Milliseconds())
 		}
+		pcfg.MinConns = cfg.Database.PoolMinConns(pcfg.MaxConns)
 		pcfg.HealthCheckPeriod = 5 * time.Second
+		// Connections kept open all day would otherwise all reach their
+		// lifetime (an hour) together and be replaced in one go.
+		pcfg.MaxConnLifetimeJitter = 10 * time.Minute
 		pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 		if err != nil {
 			return nil, fmt.Errorf("database: %w", err)
@@ -167,6 +171,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		if err := pool.Ping(pingCtx); err != nil {
 			pool.Close()
 			return nil, fmt.Errorf("database: cannot connect: %w", err)
+		}
+		if err := warmPool(pingCtx, pool, pcfg.MinConns); err != nil {
+			log.Warn("database: could not open database.min_conns connections before serving; the first requests will open them", "min_conns", pcfg.MinConns, "err", err.Error())
 		}
 		s.pool = pool
 		pg := postgres.New(pool)
@@ -528,4 +535,24 @@ func (s *Server) Run(ctx context.Context, publicLn, adminLn net.Listener, drain 
 	e1 := pub.Shutdown(sctx)
 	e2 := adm.Shutdown(sctx)
 	return errors.Join(e1, e2)
+}
+
+// warmPool opens n of the pool's connections at once and returns them to
+// it, so that a replica starts serving with its connections open rather
+// than opening them under its first burst of sign-ins.
+func warmPool(ctx context.Context, pool *pgxpool.Pool, n int32) error {
+	conns := make([]*pgxpool.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for range n {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+	}
+	return nil
 }
