@@ -103,7 +103,7 @@ func scenarios(s string) []string {
 func runCmd() *cobra.Command {
 	var (
 		state, scen, conc, jsonOut, limitDB, pgDB, cpuProf, refreshAuth string
-		dur                                                             time.Duration
+		dur, warmup                                                     time.Duration
 		rate                                                            float64
 		repeat, pid                                                     int
 		limitMem, newDevices, steps                                     bool
@@ -146,7 +146,7 @@ func runCmd() *cobra.Command {
 				for _, c := range cs {
 					var runs []*loadgen.Summary
 					for r := 0; r < repeat; r++ {
-						s, err := loadgen.Run(cmd.Context(), st, loadgen.Options{Scenario: sc, Concurrency: c, Duration: dur, Rate: rate, NewDevices: newDevices, RefreshAuth: refreshAuth, CPU: probe})
+						s, err := loadgen.Run(cmd.Context(), st, loadgen.Options{Scenario: sc, Concurrency: c, Duration: dur, Warmup: warmup, Rate: rate, NewDevices: newDevices, RefreshAuth: refreshAuth, CPU: probe})
 						if err != nil {
 							return err
 						}
@@ -192,6 +192,11 @@ func runCmd() *cobra.Command {
 					return fmt.Errorf("%d errors", m.Errors)
 				}
 			}
+			for _, r := range all {
+				if r.WarmupErrors > 0 {
+					return fmt.Errorf("%s: %d errors in the warm-up", r.Scenario, r.WarmupErrors)
+				}
+			}
 			return nil
 		},
 	}
@@ -200,6 +205,7 @@ func runCmd() *cobra.Command {
 	f.StringVar(&scen, "scenario", "all", "comma-separated scenarios, or all: "+strings.Join(loadgen.Scenarios, ", "))
 	f.StringVar(&conc, "concurrency", "8", "virtual clients (comma-separated for several runs, e.g. 8,32)")
 	f.DurationVar(&dur, "duration", 10*time.Second, "measured time per run (max 10m)")
+	f.DurationVar(&warmup, "warmup", 0, "run each scenario this long before the measured time and leave it out of the figures (a server just started opens connections, fills caches and grows its heap under its first requests)")
 	f.Float64Var(&rate, "rate", 0, "open loop: fixed arrival rate per second (0: closed loop)")
 	f.StringVar(&refreshAuth, "refresh-auth", loadgen.AuthSecretBasic, "client authentication of the refreshes (refresh, mixed): "+loadgen.AuthSecretBasic+" (like for like with the refresh limit) or "+loadgen.AuthPrivateKeyJWT+" (one ES256 signature and verification and a jti record more)")
 	f.BoolVar(&newDevices, "new-devices", false, "every sign-in from a browser never seen before (default: each person's browser keeps nhsid's device cookie, never the session, and run saves it in the state file for the next run)")

@@ -34,6 +34,9 @@ func WriteTable(w io.Writer, sums []*Summary) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if len(sums) > 0 && sums[0].WarmupSeconds > 0 {
+		fmt.Fprintf(w, "each run after a %gs warm-up, left out of the figures\n", sums[0].WarmupSeconds)
+	}
 	for _, s := range sums {
 		if len(s.ErrorKinds) == 0 {
 			continue
@@ -61,9 +64,10 @@ func Median(runs []*Summary) *Summary {
 	out := *runs[0]
 	out.ErrorKinds = map[string]int{}
 	out.Ops = nil
-	out.Errors = 0
+	out.Errors, out.WarmupErrors = 0, 0
 	for _, r := range runs {
 		out.Errors += r.Errors
+		out.WarmupErrors += r.WarmupErrors
 		for k, n := range r.ErrorKinds {
 			out.ErrorKinds[k] += n
 		}

@@ -10,8 +10,8 @@ import (
 
 func TestMedian(t *testing.T) {
 	runs := []*Summary{
-		{Scenario: Login, Stats: Stats{Throughput: 10, P99ms: 30}, ErrorKinds: map[string]int{"token: 500": 1}},
-		{Scenario: Login, Stats: Stats{Throughput: 30, P99ms: 10}, ErrorKinds: map[string]int{}},
+		{Scenario: Login, Stats: Stats{Throughput: 10, P99ms: 30}, ErrorKinds: map[string]int{"token: 500": 1}, WarmupSeconds: 1, WarmupErrors: 1},
+		{Scenario: Login, Stats: Stats{Throughput: 30, P99ms: 10}, ErrorKinds: map[string]int{}, WarmupSeconds: 1, WarmupErrors: 2},
 		{Scenario: Login, Stats: Stats{Throughput: 20, P99ms: 20}, ErrorKinds: map[string]int{"token: 500": 2}},
 	}
 	m := Median(runs)
@@ -22,6 +22,7 @@ func TestMedian(t *testing.T) {
 		{"throughput", m.Throughput, 20},
 		{"p99", m.P99ms, 20},
 		{"errors", float64(m.ErrorKinds["token: 500"]), 3},
+		{"warm-up errors", float64(m.WarmupErrors), 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.got != tc.want {
@@ -35,6 +36,9 @@ func TestMedian(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "token: 500") {
 		t.Fatalf("table lacks the error kinds:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "after a 1s warm-up") {
+		t.Fatalf("table does not say the runs had a warm-up:\n%s", out.String())
 	}
 }
 
@@ -57,6 +61,8 @@ func TestRunRejectsOptions(t *testing.T) {
 		want string
 	}{
 		{Options{Scenario: "nope", Concurrency: 1, Duration: time.Second}, "unknown scenario"},
+		{Options{Scenario: Login, Concurrency: 1, Duration: time.Second, Warmup: -time.Second}, "warm-up must be"},
+		{Options{Scenario: Login, Concurrency: 1, Duration: time.Second, Warmup: MaxDuration + time.Second}, "warm-up must be"},
 		{Options{Scenario: Refresh, Concurrency: 1, Duration: time.Second, RefreshAuth: "client_secret_post"}, "refresh auth must be"},
 		{Options{Scenario: Refresh, Concurrency: 1, Duration: time.Second}, "run setup again"},
 		{Options{Scenario: Mixed, Concurrency: 1, Duration: time.Second, RefreshAuth: AuthSecretBasic}, "run setup again"},

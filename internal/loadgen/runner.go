@@ -18,6 +18,10 @@ type Options struct {
 	Scenario    string
 	Concurrency int           // virtual clients (closed loop) or the cap on requests in flight (open loop)
 	Duration    time.Duration // measured time, after preparation
+	// Warmup, when > 0, runs the scenario this long before the measured
+	// time and discards what it recorded: a server just started has its
+	// first requests open connections, fill caches and grow its heap.
+	Warmup time.Duration
 	// Rate, when > 0, is open-loop mode: iterations start at this fixed
 	// arrival rate per second whatever the latency, and latency counts from
 	// each iteration's scheduled start (so queueing shows).
@@ -63,6 +67,10 @@ type Summary struct {
 	// and mixed only).
 	RefreshAuth string  `json:"refresh_auth,omitempty"`
 	Seconds     float64 `json:"seconds"`
+	// WarmupSeconds is the warm-up before the measured time (not in the
+	// figures), and WarmupErrors the iterations that failed in it.
+	WarmupSeconds float64 `json:"warmup_seconds,omitempty"`
+	WarmupErrors  int     `json:"warmup_errors,omitempty"`
 	Stats
 	Requests    int              `json:"http_requests"`
 	RequestRate float64          `json:"http_requests_per_s"`
@@ -104,6 +112,9 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 	if opts.Duration <= 0 || opts.Duration > MaxDuration {
 		return nil, fmt.Errorf("loadgen: duration must be in (0, %s]", MaxDuration)
 	}
+	if opts.Warmup < 0 || opts.Warmup > MaxDuration {
+		return nil, fmt.Errorf("loadgen: warm-up must be in [0, %s]", MaxDuration)
+	}
 	if opts.Rate < 0 || opts.Rate > MaxRate {
 		return nil, fmt.Errorf("loadgen: rate must be 0..%d", MaxRate)
 	}
@@ -141,7 +152,7 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 		}
 	}
 	// A hard stop whatever happens: duration plus time to prepare and drain.
-	ctx, cancel := context.WithTimeout(ctx, opts.Duration+2*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, opts.Warmup+opts.Duration+2*time.Minute)
 	defer cancel()
 	sh, err := newShared(ctx, st, rt, opts.Concurrency)
 	if err != nil {
@@ -186,12 +197,21 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 		return nil, fmt.Errorf("loadgen: prepare %s: %w", opts.Scenario, perr)
 	}
 
-	runCtx, stop := context.WithTimeout(ctx, opts.Duration)
-	defer stop()
-	per := make([][]sample, len(clients))
-	times := make([]*stepTimes, len(clients))
-	for i := range times {
-		times[i] = newStepTimes()
+	warmupErrors := 0
+	if opts.Warmup > 0 {
+		// Run as measured, then drop what the warm-up recorded but its
+		// errors.
+		wper, _, _ := drive(ctx, clients, opts, opts.Warmup)
+		for _, ss := range wper {
+			for _, x := range ss {
+				if x.err != nil {
+					warmupErrors++
+				}
+			}
+		}
+		for _, c := range clients {
+			c.reqs = 0
+		}
 	}
 	var cpu0 CPUTimes
 	if opts.CPU != nil {
@@ -199,65 +219,7 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 	}
 	self0 := procCPU(os.Getpid())
 	start := time.Now()
-	late := 0
-	if opts.Rate == 0 {
-		for i, c := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rnd := mrand.New(mrand.NewPCG(uint64(i), uint64(start.UnixNano())))
-				cctx := withStepTimes(runCtx, times[i])
-				for runCtx.Err() == nil {
-					t0 := time.Now()
-					op, err := c.run(cctx, opts.Scenario, rnd)
-					if runCtx.Err() != nil && err != nil {
-						break // cut short by the end of the run
-					}
-					per[i] = append(per[i], sample{op, time.Since(t0), err})
-				}
-			}()
-		}
-		wg.Wait()
-	} else {
-		free := make(chan int, len(clients))
-		for i := range clients {
-			free <- i
-		}
-		interval := time.Duration(float64(time.Second) / opts.Rate)
-		rnd := mrand.New(mrand.NewPCG(1, uint64(start.UnixNano())))
-	loop:
-		for n := 0; ; n++ {
-			due := start.Add(time.Duration(n) * interval)
-			if d := time.Until(due); d > 0 {
-				select {
-				case <-time.After(d):
-				case <-runCtx.Done():
-					break loop
-				}
-			}
-			var i int
-			select {
-			case i = <-free:
-			case <-runCtx.Done():
-				break loop
-			}
-			if time.Since(due) > interval {
-				late++
-			}
-			seed := rnd.Uint64()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { free <- i }()
-				op, err := clients[i].run(withStepTimes(runCtx, times[i]), opts.Scenario, mrand.New(mrand.NewPCG(seed, 2)))
-				if runCtx.Err() != nil && err != nil {
-					return
-				}
-				per[i] = append(per[i], sample{op, time.Since(due), err})
-			}()
-		}
-		wg.Wait()
-	}
+	per, times, late := drive(ctx, clients, opts, opts.Duration)
 	elapsed := time.Since(start)
 	var cpu1 CPUTimes
 	if opts.CPU != nil {
@@ -269,7 +231,7 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 	}
 
 	s := &Summary{Scenario: opts.Scenario, Mode: "closed", Concurrency: opts.Concurrency, Rate: opts.Rate, RefreshAuth: refreshAuthOf(opts),
-		Seconds: elapsed.Seconds(), ErrorKinds: map[string]int{}, Ops: map[string]Stats{}, Late: late}
+		Seconds: elapsed.Seconds(), WarmupSeconds: opts.Warmup.Seconds(), WarmupErrors: warmupErrors, ErrorKinds: map[string]int{}, Ops: map[string]Stats{}, Late: late}
 	if opts.Rate > 0 {
 		s.Mode = "open"
 	}
@@ -323,6 +285,81 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 		}
 	}
 	return s, nil
+}
+
+// drive runs the scenario with clients for d, closed or open loop as opts
+// say, and returns each client's samples and step times, and the number
+// of open-loop iterations that started late.
+func drive(ctx context.Context, clients []*vclient, opts Options, d time.Duration) ([][]sample, []*stepTimes, int) {
+	runCtx, stop := context.WithTimeout(ctx, d)
+	defer stop()
+	per := make([][]sample, len(clients))
+	times := make([]*stepTimes, len(clients))
+	for i := range times {
+		times[i] = newStepTimes()
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	late := 0
+	if opts.Rate == 0 {
+		for i, c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rnd := mrand.New(mrand.NewPCG(uint64(i), uint64(start.UnixNano())))
+				cctx := withStepTimes(runCtx, times[i])
+				for runCtx.Err() == nil {
+					t0 := time.Now()
+					op, err := c.run(cctx, opts.Scenario, rnd)
+					if runCtx.Err() != nil && err != nil {
+						break // cut short by the end of the run
+					}
+					per[i] = append(per[i], sample{op, time.Since(t0), err})
+				}
+			}()
+		}
+		wg.Wait()
+		return per, times, late
+	}
+	free := make(chan int, len(clients))
+	for i := range clients {
+		free <- i
+	}
+	interval := time.Duration(float64(time.Second) / opts.Rate)
+	rnd := mrand.New(mrand.NewPCG(1, uint64(start.UnixNano())))
+loop:
+	for n := 0; ; n++ {
+		due := start.Add(time.Duration(n) * interval)
+		if d := time.Until(due); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-runCtx.Done():
+				break loop
+			}
+		}
+		var i int
+		select {
+		case i = <-free:
+		case <-runCtx.Done():
+			break loop
+		}
+		if time.Since(due) > interval {
+			late++
+		}
+		seed := rnd.Uint64()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { free <- i }()
+			op, err := clients[i].run(withStepTimes(runCtx, times[i]), opts.Scenario, mrand.New(mrand.NewPCG(seed, 2)))
+			if runCtx.Err() != nil && err != nil {
+				return
+			}
+			per[i] = append(per[i], sample{op, time.Since(due), err})
+		}()
+	}
+	wg.Wait()
+	return per, times, late
 }
 
 func stats(d []time.Duration, elapsed time.Duration) Stats {

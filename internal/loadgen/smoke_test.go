@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,6 +142,32 @@ func TestSmoke(t *testing.T) {
 					}
 				}
 			}
+			if backend == "memory" {
+				t.Run("login/warmup", func(t *testing.T) {
+					// The warm-up runs as measured, and its requests and
+					// iterations are left out of the summary.
+					rt := &countingRT{next: http.DefaultTransport}
+					s, err := Run(ctx, st, Options{Scenario: Login, Concurrency: 2, Duration: d, Warmup: d, Transport: rt})
+					if err != nil {
+						t.Fatalf("run: %v", err)
+					}
+					if s.Errors != 0 || s.WarmupErrors != 0 || s.Count == 0 {
+						t.Fatalf("%d iterations, errors %v, %d in the warm-up; first: %s", s.Count, s.ErrorKinds, s.WarmupErrors, s.FirstError)
+					}
+					// Each sign-in ends in one code exchange; the warm-up's
+					// sign-ins are among those sent, not among those counted.
+					exchanges := int(rt.n.Load())
+					timed := 0
+					for _, st := range s.Steps {
+						timed += st.Count
+					}
+					if s.WarmupSeconds != d.Seconds() || exchanges <= s.Count+s.Concurrency || timed > s.Requests ||
+						s.Requests > 8*(s.Count+s.Concurrency) {
+						t.Fatalf("warm-up %gs; %d code exchanges sent for %d sign-ins counted; %d requests in the summary, %d timed by step: the warm-up's should be left out",
+							s.WarmupSeconds, exchanges, s.Count, s.Requests, timed)
+					}
+				})
+			}
 			// The browsers' device cookies survive a save and load, so
 			// the next run's browsers return as known devices.
 			kept := 0
@@ -211,4 +239,17 @@ func TestLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// countingRT counts the token requests it carries.
+type countingRT struct {
+	next http.RoundTripper
+	n    atomic.Int64
+}
+
+func (c *countingRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost && r.URL.Path == "/oauth2/token" {
+		c.n.Add(1)
+	}
+	return c.next.RoundTrip(r)
 }
