@@ -200,8 +200,9 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 	warmupErrors := 0
 	if opts.Warmup > 0 {
 		// Run as measured, then drop what the warm-up recorded but its
-		// errors.
-		wper, _, _ := drive(ctx, clients, opts, opts.Warmup)
+		// errors. The warm-up's last iterations finish before the
+		// measured time starts.
+		wper, _, _ := drive(ctx, clients, opts, opts.Warmup, true)
 		for _, ss := range wper {
 			for _, x := range ss {
 				if x.err != nil {
@@ -219,7 +220,7 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 	}
 	self0 := procCPU(os.Getpid())
 	start := time.Now()
-	per, times, late := drive(ctx, clients, opts, opts.Duration)
+	per, times, late := drive(ctx, clients, opts, opts.Duration, false)
 	elapsed := time.Since(start)
 	var cpu1 CPUTimes
 	if opts.CPU != nil {
@@ -289,10 +290,17 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 
 // drive runs the scenario with clients for d, closed or open loop as opts
 // say, and returns each client's samples and step times, and the number
-// of open-loop iterations that started late.
-func drive(ctx context.Context, clients []*vclient, opts Options, d time.Duration) ([][]sample, []*stepTimes, int) {
+// of open-loop iterations that started late. At the end of d it cuts the
+// iterations in flight short, unless drain: then it lets them finish, so
+// that every client knows its newest tokens (a refresh cut short may have
+// rotated them in nhsid all the same).
+func drive(ctx context.Context, clients []*vclient, opts Options, d time.Duration, drain bool) ([][]sample, []*stepTimes, int) {
 	runCtx, stop := context.WithTimeout(ctx, d)
 	defer stop()
+	iterCtx := runCtx
+	if drain {
+		iterCtx = ctx
+	}
 	per := make([][]sample, len(clients))
 	times := make([]*stepTimes, len(clients))
 	for i := range times {
@@ -307,11 +315,11 @@ func drive(ctx context.Context, clients []*vclient, opts Options, d time.Duratio
 			go func() {
 				defer wg.Done()
 				rnd := mrand.New(mrand.NewPCG(uint64(i), uint64(start.UnixNano())))
-				cctx := withStepTimes(runCtx, times[i])
+				cctx := withStepTimes(iterCtx, times[i])
 				for runCtx.Err() == nil {
 					t0 := time.Now()
 					op, err := c.run(cctx, opts.Scenario, rnd)
-					if runCtx.Err() != nil && err != nil {
+					if !drain && runCtx.Err() != nil && err != nil {
 						break // cut short by the end of the run
 					}
 					per[i] = append(per[i], sample{op, time.Since(t0), err})
@@ -351,8 +359,8 @@ loop:
 		go func() {
 			defer wg.Done()
 			defer func() { free <- i }()
-			op, err := clients[i].run(withStepTimes(runCtx, times[i]), opts.Scenario, mrand.New(mrand.NewPCG(seed, 2)))
-			if runCtx.Err() != nil && err != nil {
+			op, err := clients[i].run(withStepTimes(iterCtx, times[i]), opts.Scenario, mrand.New(mrand.NewPCG(seed, 2)))
+			if !drain && runCtx.Err() != nil && err != nil {
 				return
 			}
 			per[i] = append(per[i], sample{op, time.Since(due), err})

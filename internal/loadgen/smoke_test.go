@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,6 +169,22 @@ func TestSmoke(t *testing.T) {
 					}
 				})
 			}
+			if backend == "memory" {
+				t.Run("mixed/warmup", func(t *testing.T) {
+					// Refreshes whose replies arrive after the warm-up's end:
+					// nhsid has rotated the tokens (and revoked the access
+					// token), so a client that gave up waiting would present
+					// a revoked token to userinfo in the measured time.
+					rt := &slowRefreshRT{next: http.DefaultTransport, delay: 1500 * time.Millisecond}
+					s, err := Run(ctx, st, Options{Scenario: Mixed, Concurrency: 8, Duration: d, Warmup: time.Second, Transport: rt})
+					if err != nil {
+						t.Fatalf("run: %v", err)
+					}
+					if s.Errors != 0 || s.WarmupErrors != 0 || s.Count == 0 {
+						t.Fatalf("%d iterations, errors %v, %d in the warm-up; first: %s", s.Count, s.ErrorKinds, s.WarmupErrors, s.FirstError)
+					}
+				})
+			}
 			// The browsers' device cookies survive a save and load, so
 			// the next run's browsers return as known devices.
 			kept := 0
@@ -252,4 +269,32 @@ func (c *countingRT) RoundTrip(r *http.Request) (*http.Response, error) {
 		c.n.Add(1)
 	}
 	return c.next.RoundTrip(r)
+}
+
+// slowRefreshRT holds each refresh's reply for delay after nhsid has
+// answered, or until the request is given up.
+type slowRefreshRT struct {
+	next  http.RoundTripper
+	delay time.Duration
+}
+
+func (c *slowRefreshRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	refresh := false
+	if r.Method == http.MethodPost && r.URL.Path == "/oauth2/token" && r.GetBody != nil {
+		if b, err := r.GetBody(); err == nil {
+			body, _ := io.ReadAll(b)
+			refresh = strings.Contains(string(body), "grant_type=refresh_token")
+		}
+	}
+	resp, err := c.next.RoundTrip(r)
+	if err != nil || !refresh {
+		return resp, err
+	}
+	select {
+	case <-time.After(c.delay):
+		return resp, nil
+	case <-r.Context().Done():
+		resp.Body.Close()
+		return nil, r.Context().Err()
+	}
 }
