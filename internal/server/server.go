@@ -172,7 +172,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 			pool.Close()
 			return nil, fmt.Errorf("database: cannot connect: %w", err)
 		}
-		if err := warmPool(pingCtx, pool, pcfg.MinConns); err != nil {
+		warmCtx, cancelWarm := context.WithTimeout(ctx, pcfg.ConnConfig.ConnectTimeout)
+		err = warmPool(warmCtx, pool, pcfg.MinConns)
+		cancelWarm()
+		if err != nil {
 			log.Warn("database: could not open database.min_conns connections before serving; the first requests will open them", "min_conns", pcfg.MinConns, "err", err.Error())
 		}
 		s.pool = pool
@@ -537,9 +540,10 @@ func (s *Server) Run(ctx context.Context, publicLn, adminLn net.Listener, drain 
 	return errors.Join(e1, e2)
 }
 
-// warmPool opens n of the pool's connections at once and returns them to
-// it, so that a replica starts serving with its connections open rather
-// than opening them under its first burst of sign-ins.
+// warmPool takes n of the pool's connections, opening those it lacks, and
+// returns them to it, so that a replica starts serving with its
+// connections open rather than opening them under its first burst of
+// sign-ins.
 func warmPool(ctx context.Context, pool *pgxpool.Pool, n int32) error {
 	conns := make([]*pgxpool.Conn, 0, n)
 	defer func() {
