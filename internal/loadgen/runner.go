@@ -197,7 +197,7 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 		return nil, fmt.Errorf("loadgen: prepare %s: %w", opts.Scenario, perr)
 	}
 
-	warmupErrors := 0
+	warmupErrors, warmupFirst := 0, ""
 	if opts.Warmup > 0 {
 		// Run as measured, then drop what the warm-up recorded but its
 		// errors. The warm-up's last iterations finish before the
@@ -207,6 +207,9 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 			for _, x := range ss {
 				if x.err != nil {
 					warmupErrors++
+					if warmupFirst == "" {
+						warmupFirst = "warm-up: " + x.err.Error()
+					}
 				}
 			}
 		}
@@ -255,6 +258,9 @@ func Run(ctx context.Context, st *State, opts Options) (*Summary, error) {
 				}
 			}
 		}
+	}
+	if s.FirstError == "" {
+		s.FirstError = warmupFirst
 	}
 	for _, c := range clients {
 		s.Requests += c.reqs
