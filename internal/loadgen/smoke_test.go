@@ -168,8 +168,6 @@ func TestSmoke(t *testing.T) {
 							s.WarmupSeconds, exchanges, s.Count, s.Requests, timed)
 					}
 				})
-			}
-			if backend == "memory" {
 				t.Run("mixed/warmup", func(t *testing.T) {
 					// Refreshes whose replies arrive after the warm-up's end:
 					// nhsid has rotated the tokens (and revoked the access
