@@ -191,10 +191,8 @@ func runCmd() *cobra.Command {
 				if m.Errors > 0 {
 					return fmt.Errorf("%d errors", m.Errors)
 				}
-			}
-			for _, r := range all {
-				if r.WarmupErrors > 0 {
-					return fmt.Errorf("%s: %d errors in the warm-up", r.Scenario, r.WarmupErrors)
+				if m.WarmupErrors > 0 { // summed over the runs, like Errors
+					return fmt.Errorf("%s: %d errors in the warm-up", m.Scenario, m.WarmupErrors)
 				}
 			}
 			return nil
